@@ -1,0 +1,3 @@
+from census_mcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Census REST client: HTTP and the API, nothing of MCP."""

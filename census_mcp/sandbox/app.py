@@ -1,0 +1,420 @@
+"""A simulated Census workspace (Sources API v1) served as a Starlette app, with all state in memory.
+
+It reproduces the documented quirks (mixed error shapes, two create answers, un-enveloped refresh keys,
+HTML 404s from a proxy) so that the client and the MCP tools can be tested and benchmarked offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from census_mcp.sandbox.seed import build_workspace, iso
+from census_mcp.sandbox.source_types import SOURCE_TYPES, credential_problem
+
+SANDBOX_TOKEN = "secret-token:sandbox"  # noqa: S105 - the public, fake token of the sandbox
+API_PREFIX = "/api/v1"
+DEFAULT_PER_PAGE, MAX_PER_PAGE = 25, 100
+FIRST_REFRESH_KEY = 1647978948
+_LIST_FIELDS = (
+    "id",
+    "name",
+    "label",
+    "type",
+    "last_test_succeeded",
+    "last_tested_at",
+    "last_test_results",
+    "connection_details",
+    "read_only_connection",
+    "created_at",
+    "sync_engine",
+)
+_TABLE_COLUMNS = ("table_catalog", "table_schema", "table_name", "last_refreshed_at")
+_DEFAULT_TABLE_ORDER = "table_schema:asc,table_name:asc"
+_DEFAULT_CATALOGS = {"snowflake": "ANALYTICS", "databricks": "hive_metastore"}
+_HTML_404 = "<html><body><h1>404 Not Found</h1></body></html>"
+_JSON_TYPE_NAMES: dict[type, str] = {str: "string", bool: "boolean", dict: "JSON object"}
+_FORBIDDEN_MESSAGE = "This API token does not have access to this workspace."
+
+Source = dict[str, Any]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox behaves; the defaults give a small, fast, fully authorized workspace."""
+
+    size: int = 60
+    seed: int = 7
+    tokens: tuple[str, ...] = (SANDBOX_TOKEN,)
+    forbidden_tokens: tuple[str, ...] = ()
+    latency_seconds: float = 0.0
+    refresh_seconds: float = 1.0
+    create_returns_full: bool = False
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served request, timed with perf_counter so tests can count requests and check overlap."""
+
+    method: str
+    path: str
+    query: str
+    started: float
+    finished: float
+
+
+@dataclass(frozen=True)
+class RefreshJob:
+    source_id: int
+    started: float
+
+
+@dataclass
+class Workspace:
+    """The mutable state behind one sandbox app."""
+
+    sources: dict[int, Source]
+    next_id: int
+    refresh_jobs: dict[int, RefreshJob] = field(default_factory=dict)
+    next_refresh_key: int = FIRST_REFRESH_KEY
+    requests: list[RequestRecord] = field(default_factory=list)
+
+    @classmethod
+    def seeded(cls, size: int, seed: int) -> Workspace:
+        sources = {source["id"]: source for source in build_workspace(size, seed)}
+        return cls(sources=sources, next_id=max(sources, default=0) + 1)
+
+
+class ApiError(Exception):
+    """A failure answered with the exact status and body Census would send."""
+
+    def __init__(self, status_code: int, body: Mapping[str, Any]) -> None:
+        super().__init__(status_code, body)
+        self.status_code = status_code
+        self.body = dict(body)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status_code)
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, {"status": "not_found"})
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, {"status": 400, "message": message})
+
+
+def _unprocessable(message: str) -> ApiError:
+    return ApiError(422, {"status": "error", "message": message})
+
+
+def _render_error(request: Request, exc: Exception) -> Response:
+    """Send ApiError bodies as they are; any other 404 gets the HTML page a proxy in front of Census sends."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    return HTMLResponse(_HTML_404, status_code=404)
+
+
+class _SandboxMiddleware:
+    """Adds the configured latency, enforces bearer auth and logs every request, including rejected ones."""
+
+    def __init__(self, app: ASGIApp, workspace: Workspace, config: SandboxConfig) -> None:
+        self.app = app
+        self.workspace = workspace
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            if self.config.latency_seconds > 0:
+                await asyncio.sleep(self.config.latency_seconds)
+            denial = self._denial(Headers(scope=scope).get("authorization", ""))
+            await (denial.response() if denial else self.app)(scope, receive, send)
+        finally:
+            query = scope["query_string"].decode("latin-1")
+            record = RequestRecord(scope["method"], scope["path"], query, started, time.perf_counter())
+            self.workspace.requests.append(record)
+
+    def _denial(self, authorization: str) -> ApiError | None:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if token in self.config.forbidden_tokens:
+            return ApiError(403, {"status": "error", "message": _FORBIDDEN_MESSAGE})
+        if token not in self.config.tokens:
+            return ApiError(401, {"status": 401})
+        return None
+
+
+def _parse_int(raw: str | None) -> int | None:
+    """Parse an ASCII integer; anything else (including Unicode digits and spaces) is None."""
+    digits = (raw or "").removeprefix("-")
+    return int(raw) if raw and digits.isascii() and digits.isdigit() else None
+
+
+def _int_query(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = _parse_int(raw)
+    if value is None:
+        raise _bad_request(f"{name} must be an integer")
+    return value
+
+
+def _paginate(request: Request, items: Sequence[Mapping[str, Any]]) -> JSONResponse:
+    """The single pagination envelope used by every list endpoint: page 0 counts as 1, per_page is clamped."""
+    page = max(_int_query(request, "page", 1), 1)
+    per_page = min(_int_query(request, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
+    if per_page < 1:
+        raise _bad_request("per_page must be a positive integer")
+    total = len(items)
+    last_page = max(1, -(-total // per_page))
+    next_page = page + 1 if page < last_page else None
+    start = (page - 1) * per_page
+    next_url = request.url.include_query_params(page=next_page, per_page=per_page) if next_page else None
+    return JSONResponse(
+        {
+            "status": "success",
+            "data": list(items[start : start + per_page]),
+            "next": str(next_url) if next_url else None,
+            "pagination": {
+                "total_records": total,
+                "per_page": per_page,
+                "prev_page": page - 1 if page > 1 else None,
+                "page": page,
+                "next_page": next_page,
+                "last_page": last_page,
+            },
+        }
+    )
+
+
+def _list_shape(source: Source) -> Source:
+    return {key: source[key] for key in _LIST_FIELDS}
+
+
+def _detail_shape(source: Source) -> Source:
+    return _list_shape(source) | {"data_sources": source["data_sources"]}
+
+
+def _table_row(source: Source, qualified_name: str) -> dict[str, Any]:
+    schema, _, table = qualified_name.partition(".")
+    details = source["connection_details"]
+    catalog = (
+        details.get("project_id") or details.get("database") or _DEFAULT_CATALOGS.get(source["type"], "main")
+    )
+    return {
+        "table_catalog": catalog,
+        "table_schema": schema,
+        "table_name": table,
+        "last_refreshed_at": source["last_tested_at"] or source["created_at"],
+    }
+
+
+def _table_order(raw: str) -> list[tuple[str, bool]]:
+    """Parse order_by such as "table_schema:desc,table_name:asc" into (column, descending) pairs."""
+    keys = []
+    for part in raw.split(","):
+        column, _, direction = part.strip().partition(":")
+        if column not in _TABLE_COLUMNS or direction not in ("", "asc", "desc"):
+            columns = ", ".join(_TABLE_COLUMNS)
+            raise _bad_request(
+                f"order_by must look like {_DEFAULT_TABLE_ORDER}, with columns among {columns}"
+            )
+        keys.append((column, direction == "desc"))
+    return keys
+
+
+async def _connection(request: Request) -> dict[str, Any]:
+    """The `connection` object of a POST/PATCH body, or a 422 like Census gives for a malformed body."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    connection = body.get("connection") if isinstance(body, dict) else None
+    if not isinstance(connection, dict):
+        raise _unprocessable("The request body must be a JSON object with a connection object.")
+    return connection
+
+
+def _optional(connection: Mapping[str, Any], key: str, expected: type[_T]) -> _T | None:
+    """Read an optional connection property, rejecting a wrong type instead of storing it."""
+    value = connection.get(key)
+    if value is not None and not isinstance(value, expected):
+        raise _unprocessable(f"connection.{key} must be a {_JSON_TYPE_NAMES[expected]}")
+    return value
+
+
+class _Endpoints:
+    """The route handlers, bound to one workspace and config."""
+
+    def __init__(self, workspace: Workspace, config: SandboxConfig) -> None:
+        self.workspace = workspace
+        self.config = config
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/sources", self.list_sources, methods=["GET"]),
+            Route("/sources", self.create_source, methods=["POST"]),
+            Route("/sources/{source_id}", self.get_source, methods=["GET"]),
+            Route("/sources/{source_id}", self.update_source, methods=["PATCH"]),
+            Route("/sources/{source_id}", self.delete_source, methods=["DELETE"]),
+            Route("/sources/{source_id}/refresh_tables", self.refresh_tables, methods=["POST"]),
+            Route("/sources/{source_id}/refresh_tables_status", self.refresh_status, methods=["GET"]),
+            Route("/sources/{source_id}/tables", self.list_tables, methods=["GET"]),
+            Route("/source_types", self.list_source_types, methods=["GET"]),
+            Route("/source_types/{service_name}", self.get_source_type, methods=["GET"]),
+        ]
+
+    def _source(self, request: Request, missing: ApiError | None = None) -> Source:
+        """Look up the path's source; a non-integer id gets {"status":404}, an unknown one `missing`."""
+        source_id = _parse_int(request.path_params["source_id"])
+        if source_id is None:
+            raise ApiError(404, {"status": 404})
+        source = self.workspace.sources.get(source_id)
+        if source is None:
+            raise missing or _not_found()
+        return source
+
+    async def list_sources(self, request: Request) -> Response:
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _bad_request("order must be asc or desc")
+        sources = sorted(
+            self.workspace.sources.values(), key=itemgetter("created_at", "id"), reverse=order == "desc"
+        )
+        return _paginate(request, [_list_shape(source) for source in sources])
+
+    async def get_source(self, request: Request) -> Response:
+        return JSONResponse({"status": "success", "data": _detail_shape(self._source(request))})
+
+    async def create_source(self, request: Request) -> Response:
+        connection = await _connection(request)
+        source_type = SOURCE_TYPES.get(str(connection.get("type")))
+        if source_type is None:
+            raise _unprocessable(f"Unknown source type. Known types: {', '.join(SOURCE_TYPES)}")
+        if not source_type["creatable_via_api"]:
+            raise _unprocessable(f"{source_type['label']} sources can only be created via a connect link.")
+        credentials = _optional(connection, "credentials", dict)
+        if credentials is None:
+            raise _unprocessable("connection.credentials is required")
+        problem = credential_problem(source_type, credentials)
+        if problem:
+            raise _unprocessable(problem)
+        label = _optional(connection, "label", str)
+        sync_engine = _optional(connection, "sync_engine", str) or "basic"
+        if sync_engine not in source_type["supported_sync_engines"]:
+            engines = ", ".join(source_type["supported_sync_engines"])
+            raise _unprocessable(f"connection.sync_engine must be one of {engines}")
+        identity = credentials.get(source_type["configuration_fields"]["fields"][0]["id"])
+        source: Source = {
+            "id": self.workspace.next_id,
+            "name": _optional(connection, "name", str) or label or f"{source_type['label']} - {identity}",
+            "label": label,
+            "type": source_type["service_name"],
+            "last_test_succeeded": None,
+            "last_tested_at": None,
+            "last_test_results": None,
+            "connection_details": dict(credentials),
+            "read_only_connection": _optional(connection, "read_only_connection", bool) or False,
+            "created_at": iso(datetime.now(UTC)),
+            "sync_engine": sync_engine,
+            "data_sources": [],
+        }
+        self.workspace.sources[source["id"]] = source
+        self.workspace.next_id += 1
+        data = _detail_shape(source) if self.config.create_returns_full else {"id": source["id"]}
+        return JSONResponse({"status": "created", "data": data}, status_code=201)
+
+    async def update_source(self, request: Request) -> Response:
+        source = self._source(request)
+        connection = await _connection(request)
+        credentials = _optional(connection, "credentials", dict) or {}
+        label = _optional(connection, "label", str)
+        name = _optional(connection, "name", str)
+        read_only = _optional(connection, "read_only_connection", bool)
+        if not credentials and label is None and name is None and read_only is None:
+            raise _unprocessable("Nothing to update: give credentials, label, name or read_only_connection.")
+        source["connection_details"] |= credentials
+        if label is not None:
+            source["label"] = source["name"] = label
+        if name is not None:
+            source["name"] = name
+        if read_only is not None:
+            source["read_only_connection"] = read_only
+        return JSONResponse({"status": "updated", "data": _detail_shape(source)})
+
+    async def delete_source(self, request: Request) -> Response:
+        source = self._source(request, missing=ApiError(404, {"status": 404}))
+        del self.workspace.sources[source["id"]]
+        return JSONResponse({"status": "deleted"})
+
+    async def refresh_tables(self, request: Request) -> Response:
+        source = self._source(request)
+        key = self.workspace.next_refresh_key
+        self.workspace.next_refresh_key += 1
+        self.workspace.refresh_jobs[key] = RefreshJob(source["id"], time.monotonic())
+        return JSONResponse({"refresh_key": key})
+
+    async def refresh_status(self, request: Request) -> Response:
+        key = _parse_int(request.query_params.get("refresh_key"))
+        if key is None:
+            raise _bad_request("refresh_key is required")
+        source = self._source(request)
+        job = self.workspace.refresh_jobs.get(key)
+        if job is None or job.source_id != source["id"]:
+            raise _not_found()
+        done = time.monotonic() - job.started >= self.config.refresh_seconds
+        return JSONResponse({"status": "completed" if done else "processing"})
+
+    async def list_tables(self, request: Request) -> Response:
+        source = self._source(request)
+        search = request.query_params.get("search", "").lower()
+        rows = [
+            _table_row(source, data_source["name"])
+            for data_source in source["data_sources"]
+            if data_source["type"] == "table" and search in data_source["name"].lower()
+        ]
+        order = _table_order(request.query_params.get("order_by", _DEFAULT_TABLE_ORDER))
+        for column, descending in reversed(order):
+            rows.sort(key=itemgetter(column), reverse=descending)
+        return _paginate(request, rows)
+
+    async def list_source_types(self, request: Request) -> Response:
+        return _paginate(request, list(SOURCE_TYPES.values()))
+
+    async def get_source_type(self, request: Request) -> Response:
+        source_type = SOURCE_TYPES.get(request.path_params["service_name"])
+        if source_type is None:
+            raise _not_found()
+        return JSONResponse({"status": "success", "data": source_type})
+
+
+def create_sandbox_app(config: SandboxConfig = SandboxConfig()) -> Starlette:
+    """Build a fresh sandbox; `app.state.workspace` exposes its state and request log to tests."""
+    workspace = Workspace.seeded(config.size, config.seed)
+    app = Starlette(
+        routes=[Mount(API_PREFIX, routes=_Endpoints(workspace, config).routes())],
+        middleware=[Middleware(_SandboxMiddleware, workspace=workspace, config=config)],
+        exception_handlers={ApiError: _render_error, 404: _render_error},
+    )
+    app.state.workspace = workspace
+    return app

@@ -1,0 +1,190 @@
+"""Configuration from flags and environment variables, in one place.
+
+Each setting is declared once in `OPTIONS` with its flag, its environment variable
+and its help; the command line and the README's table both come from there. A flag
+wins over its environment variable, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+REGION_BASE_URLS = {
+    "us": "https://app.getcensus.com/api/v1",
+    "eu": "https://app-eu.getcensus.com/api/v1",
+}
+SANDBOX_HOST = "http://census-sandbox.invalid/api/v1"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message is one line saying what to set."""
+
+
+@dataclass(frozen=True)
+class Option:
+    dest: str
+    flag: str
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    is_switch: bool = False
+    choices: tuple[str, ...] | None = None
+
+
+def _switch(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be above 0, got {number}")
+    return number
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("token", "--token", "CENSUS_API_TOKEN", "Census workspace API token (sent as a bearer token)."),
+    Option(
+        "region", "--region", "CENSUS_REGION", "Census region: us or eu.", default="us", choices=("us", "eu")
+    ),
+    Option(
+        "base_url",
+        "--base-url",
+        "CENSUS_API_BASE_URL",
+        "Full API base URL including /api/v1; overrides --region.",
+    ),
+    Option(
+        "sandbox",
+        "--sandbox",
+        "CENSUS_MCP_SANDBOX",
+        "Serve the built-in simulated workspace instead of Census; no token needed.",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
+        "sandbox_size",
+        "--sandbox-size",
+        "CENSUS_MCP_SANDBOX_SIZE",
+        "Number of sources seeded in the sandbox.",
+        parse=_positive_int,
+        default=60,
+    ),
+    Option(
+        "timeout_seconds",
+        "--timeout",
+        "CENSUS_MCP_TIMEOUT",
+        "Seconds to wait for each Census request.",
+        parse=_positive_float,
+        default=30.0,
+    ),
+    Option(
+        "page_concurrency",
+        "--page-concurrency",
+        "CENSUS_MCP_PAGE_CONCURRENCY",
+        "Pages of a list fetched at once after the first.",
+        parse=_positive_int,
+        default=8,
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "CENSUS_MCP_LOG_LEVEL",
+        "Log level on stderr.",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: SecretStr | None = None
+    region: Literal["us", "eu"] = "us"
+    base_url: str | None = None
+    sandbox: bool = False
+    sandbox_size: int = 60
+    timeout_seconds: float = 30.0
+    page_concurrency: int = 8
+    log_level: str = "WARNING"
+
+    @property
+    def api_base_url(self) -> str:
+        """Where Census is: the sandbox, an explicit base URL, or the region's host."""
+        if self.sandbox:
+            return SANDBOX_HOST
+        return (self.base_url or REGION_BASE_URLS[self.region]).rstrip("/")
+
+    def require_credentials(self) -> None:
+        """Fail at start-up, with one line that says what to set, when Census cannot be called."""
+        if not self.sandbox and self.token is None:
+            raise SettingsError(
+                "No Census API token: set CENSUS_API_TOKEN (or pass --token), "
+                "or pass --sandbox to use the built-in sandbox workspace."
+            )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every option as a flag whose help names its environment variable."""
+    for option in OPTIONS:
+        shown_default = "" if option.default in (None, False) else f" Default: {option.default}."
+        help_text = f"{option.help}{shown_default} Env: {option.env}."
+        if option.is_switch:
+            parser.add_argument(
+                option.flag, dest=option.dest, action="store_true", default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.dest, default=None, choices=option.choices, help=help_text
+            )
+
+
+def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from parsed flags, falling back to the environment, then to defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        given = getattr(namespace, option.dest, None)
+        if given is None:
+            raw = environ.get(option.env)
+            given = None if raw is None or (raw == "" and not option.is_switch) else raw
+        if given is None:
+            values[option.dest] = option.default
+            continue
+        values[option.dest] = _parse(option, given)
+    if values["token"] is not None:
+        values["token"] = SecretStr(values["token"])
+    return Settings(**values)
+
+
+def _parse(option: Option, given: Any) -> Any:
+    if not isinstance(given, str):
+        return given
+    try:
+        value = option.parse(given)
+    except ValueError as exc:
+        raise SettingsError(f"Invalid {option.flag} / {option.env}: {exc}") from None
+    if option.choices is not None and value not in option.choices:
+        raise SettingsError(
+            f"Invalid {option.flag} / {option.env}: choose one of {', '.join(option.choices)}."
+        )
+    return value

@@ -1,0 +1,77 @@
+"""What every tool shares: the per-process state, the registration decorator, the result helper."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+from census_mcp.census.client import CensusClient
+from census_mcp.settings import Settings
+
+ToolFunction = Callable[..., Awaitable[CallToolResult]]
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the lifespan yields: one Census client per process, and the settings."""
+
+    census: CensusClient
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool function with the annotations that say what it does to the workspace."""
+
+    fn: ToolFunction
+    name: str
+    title: str
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            # Census is a service outside this server.
+            open_world_hint=True,
+        )
+
+
+def census_tool(
+    *, title: str, read_only: bool, idempotent: bool, destructive: bool = False
+) -> Callable[[ToolFunction], ToolDefinition]:
+    """Declare a tool; its name is the function's, its description the docstring."""
+
+    def define(fn: ToolFunction) -> ToolDefinition:
+        return ToolDefinition(
+            fn=fn,
+            name=fn.__name__,
+            title=title,
+            read_only=read_only,
+            destructive=destructive,
+            idempotent=idempotent,
+        )
+
+    return define
+
+
+def app_state(ctx: Context[AppState, Any]) -> AppState:
+    state: AppState = ctx.request_context.lifespan_context
+    return state
+
+
+def tool_result(text: str, structured: BaseModel) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=structured.model_dump(mode="json"),
+    )

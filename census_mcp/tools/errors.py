@@ -1,0 +1,88 @@
+"""Turning any failure of a tool call into an error a model can act on.
+
+Every message says what went wrong and what to try next. It never carries a
+traceback, and never the rejected argument values (they may hold credentials).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from census_mcp.census.errors import (
+    CensusAuthError,
+    CensusConnectionError,
+    CensusError,
+    CensusForbiddenError,
+    CensusNotFoundError,
+    CensusRequestError,
+    CensusResponseError,
+    CensusUnavailableError,
+)
+
+
+def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
+    """The model-facing text for a Census failure, given the tool's (validated) arguments."""
+    if isinstance(exc, CensusRequestError):
+        said = _sentence(exc.message)
+        return f"Census rejected the request ({exc.status_code}): {said} Correct the arguments and retry."
+    if isinstance(exc, CensusAuthError):
+        return (
+            "Census rejected the API token (401). Check CENSUS_API_TOKEN: it must be a workspace API token "
+            "(secret-token:...) for this region (CENSUS_REGION / CENSUS_API_BASE_URL)."
+        )
+    if isinstance(exc, CensusForbiddenError):
+        return (
+            f"The API token lacks access to this ({exc.message}). "
+            "Use a workspace API token whose workspace has these sources."
+        )
+    if isinstance(exc, CensusNotFoundError):
+        return _not_found(exc, arguments)
+    if isinstance(exc, CensusUnavailableError):
+        return f"Census is busy or failing: {_sentence(exc.message)} Wait a little, then try again."
+    if isinstance(exc, CensusConnectionError):
+        return (
+            f"Could not reach Census: {exc.message} Check the network, CENSUS_REGION and CENSUS_API_BASE_URL."
+        )
+    if isinstance(exc, CensusResponseError):
+        return f"Census answered in an unexpected form: {exc.message} Try again; if it persists, report it."
+    return f"Census call failed: {exc.message}"
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _not_found(exc: CensusNotFoundError, arguments: Mapping[str, Any]) -> str:
+    source_id = arguments.get("source_id")
+    if source_id is None:
+        return (
+            f"Census has no such endpoint ({exc.message}). Check CENSUS_API_BASE_URL: "
+            "it must be the full base, ending in /api/v1."
+        )
+    if "refresh_key" in arguments:
+        return (
+            f"Census found no refresh job {arguments['refresh_key']} for source #{source_id} (404). "
+            "Check both ids: refresh_source_tables returns the refresh_key, list_sources finds source ids."
+        )
+    return (
+        f"No source with id {source_id} exists in this workspace (404). Call list_sources to find source ids."
+    )
+
+
+def explain_invalid_arguments(tool_name: str, exc: ValidationError) -> str:
+    """Which arguments were wrong and why, without echoing the values given."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append(f"{where}: {_reason(error)}")
+    return f"Invalid arguments for {tool_name}: " + "; ".join(problems) + ". See the tool's input schema."
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "not an argument of this tool"
+    return str(error["msg"])

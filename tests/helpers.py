@@ -1,0 +1,42 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp import Client
+from mcp.types import CallToolResult
+
+from census_mcp.server import result_text
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> CallToolResult:
+    result = await client.call_tool(tool, arguments or {})
+    assert isinstance(result, CallToolResult)
+    return result
+
+
+async def call_ok(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> CallToolResult:
+    result = await call(client, tool, arguments)
+    assert not result.is_error, result_text(result)
+    return result
+
+
+async def call_error(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> str:
+    """Call a tool that must fail; return its error text."""
+    result = await call(client, tool, arguments)
+    assert result.is_error, result_text(result)
+    assert result.structured_content is None
+    return result_text(result)
+
+
+def wire_bytes(result: CallToolResult) -> int:
+    """What a result costs: text content plus structuredContent as compact JSON."""
+    structured = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+    return len(result_text(result).encode()) + len(structured.encode())
+
+
+def everything_shown(result: CallToolResult) -> str:
+    """All a model sees of a result, as one string, for leak checks."""
+    return result_text(result) + json.dumps(result.structured_content)

@@ -1,0 +1,86 @@
+"""The tools/list contract: a snapshot that fails on any unintended change, and its invariants."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+EXPECTED = [
+    "list_sources",
+    "get_source",
+    "create_source",
+    "update_source",
+    "delete_source",
+    "refresh_source_tables",
+    "get_refresh_tables_status",
+]
+
+
+async def _tools(client: Client) -> list[dict[str, Any]]:
+    listed = await client.list_tools()
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
+
+
+async def test_tools_list_matches_the_snapshot(client: Client) -> None:
+    """Regenerate deliberately with CENSUS_MCP_UPDATE_SNAPSHOTS=1 and review the diff."""
+    tools = await _tools(client)
+    if os.environ.get("CENSUS_MCP_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(json.dumps(tools, indent=2, sort_keys=True) + "\n")
+    assert tools == json.loads(SNAPSHOT.read_text())
+
+
+async def test_every_tool_is_fully_described(client: Client) -> None:
+    tools = await _tools(client)
+    assert [tool["name"] for tool in tools] == EXPECTED
+    for tool in tools:
+        assert tool["description"]
+        assert tool["outputSchema"]["type"] == "object"
+        schema = tool["inputSchema"]
+        assert schema["additionalProperties"] is False
+        for name, prop in schema["properties"].items():
+            assert prop.get("description"), f"{tool['name']}.{name} has no description"
+        hints = tool["annotations"]
+        assert hints["title"] == tool["title"]
+        assert set(hints) == {"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
+
+
+async def test_annotations_are_true_to_what_tools_do(client: Client) -> None:
+    hints = {tool["name"]: tool["annotations"] for tool in await _tools(client)}
+    read_only = {name for name, h in hints.items() if h["readOnlyHint"]}
+    assert read_only == {"list_sources", "get_source", "get_refresh_tables_status"}
+    destructive = {name for name, h in hints.items() if h["destructiveHint"]}
+    assert destructive == {"update_source", "delete_source"}
+    assert not hints["create_source"]["idempotentHint"]
+    assert not hints["refresh_source_tables"]["idempotentHint"]
+    assert all(h["openWorldHint"] for h in hints.values())
+
+
+async def test_results_conform_to_the_output_schema(client: Client) -> None:
+    import jsonschema
+
+    schemas = {tool["name"]: tool["outputSchema"] for tool in await _tools(client)}
+    calls = {
+        "list_sources": {"test_status": "failed"},
+        "get_source": {"source_id": 1},
+        "refresh_source_tables": {"source_id": 2},
+    }
+    for name, arguments in calls.items():
+        result = await client.call_tool(name, arguments)
+        assert not result.is_error
+        jsonschema.validate(result.structured_content, schemas[name])
+
+
+async def test_the_bundle_manifest_lists_the_same_tools(client: Client) -> None:
+    manifest = json.loads((Path(__file__).parent.parent / "manifest.json").read_text())
+    assert [tool["name"] for tool in manifest["tools"]] == [tool["name"] for tool in await _tools(client)]
+    assert manifest["user_config"]["census_api_token"]["sensitive"] is True
+    env = manifest["server"]["mcp_config"]["env"]
+    assert set(env) == {"CENSUS_API_TOKEN", "CENSUS_REGION", "CENSUS_API_BASE_URL"}
