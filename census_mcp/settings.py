@@ -54,6 +54,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {number}")
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -106,6 +113,22 @@ OPTIONS: tuple[Option, ...] = (
         default=8,
     ),
     Option(
+        "cache_seconds",
+        "--cache-seconds",
+        "CENSUS_MCP_CACHE_SECONDS",
+        "Seconds a list read from Census is reused for paging and filtering; 0 disables.",
+        parse=_non_negative_float,
+        default=30.0,
+    ),
+    Option(
+        "max_result_bytes",
+        "--max-result-bytes",
+        "CENSUS_MCP_MAX_RESULT_BYTES",
+        "Cap on any tool result, text plus structured content, in bytes.",
+        parse=_positive_int,
+        default=24 * 1024,
+    ),
+    Option(
         "log_level",
         "--log-level",
         "CENSUS_MCP_LOG_LEVEL",
@@ -125,6 +148,8 @@ class Settings:
     sandbox_size: int = 60
     timeout_seconds: float = 30.0
     page_concurrency: int = 8
+    cache_seconds: float = 30.0
+    max_result_bytes: int = 24 * 1024
     log_level: str = "WARNING"
 
     @property

@@ -21,6 +21,9 @@ EXPECTED = [
     "delete_source",
     "refresh_source_tables",
     "get_refresh_tables_status",
+    "list_source_types",
+    "get_source_type",
+    "list_source_tables",
 ]
 
 
@@ -48,15 +51,25 @@ async def test_every_tool_is_fully_described(client: Client) -> None:
         for name, prop in schema["properties"].items():
             assert prop.get("description"), f"{tool['name']}.{name} has no description"
         hints = tool["annotations"]
-        assert hints["title"] == tool["title"]
-        assert set(hints) == {"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"}
+        assert hints["title"]
+        write_hints = {"destructiveHint", "idempotentHint"}
+        assert set(hints) == {"title", "readOnlyHint", "openWorldHint"} | (
+            set() if hints["readOnlyHint"] else write_hints
+        )
 
 
 async def test_annotations_are_true_to_what_tools_do(client: Client) -> None:
     hints = {tool["name"]: tool["annotations"] for tool in await _tools(client)}
     read_only = {name for name, h in hints.items() if h["readOnlyHint"]}
-    assert read_only == {"list_sources", "get_source", "get_refresh_tables_status"}
-    destructive = {name for name, h in hints.items() if h["destructiveHint"]}
+    assert read_only == {
+        "list_sources",
+        "get_source",
+        "get_refresh_tables_status",
+        "list_source_types",
+        "get_source_type",
+        "list_source_tables",
+    }
+    destructive = {name for name, h in hints.items() if h.get("destructiveHint")}
     assert destructive == {"update_source", "delete_source"}
     assert not hints["create_source"]["idempotentHint"]
     assert not hints["refresh_source_tables"]["idempotentHint"]
@@ -71,6 +84,9 @@ async def test_results_conform_to_the_output_schema(client: Client) -> None:
         "list_sources": {"test_status": "failed"},
         "get_source": {"source_id": 1},
         "refresh_source_tables": {"source_id": 2},
+        "list_source_types": {},
+        "get_source_type": {"service_name": "snowflake"},
+        "list_source_tables": {"source_id": 1},
     }
     for name, arguments in calls.items():
         result = await client.call_tool(name, arguments)

@@ -42,8 +42,10 @@ async def test_default_call_counts_the_whole_workspace(client: Client, sandbox: 
     text = result_text(result)
     first_line = text.splitlines()[0]
     assert f"{len(sources)} of {len(sources)} sources match" in first_line
-    assert len(text.splitlines()) == 1 + 1 + 25 + 1
-    assert "offset=25" in text.splitlines()[-1]
+    assert len(text.splitlines()) == 1 + 1 + 25 + 1 + 1
+    assert "offset=25" in text.splitlines()[-2]
+    assert text.splitlines()[-1].startswith("Read from Census at ")
+    assert data["fetched_at"].endswith("Z")
 
 
 async def test_failed_filter_names_every_failing_source(client: Client, sandbox: Sandbox) -> None:
@@ -103,9 +105,10 @@ async def test_order_asc_is_oldest_first(client: Client, sandbox: Sandbox) -> No
     assert ids == list(reversed(_newest_first(sandbox.workspace.sources)))[:10]
 
 
-async def test_walking_offsets_visits_each_source_once() -> None:
+@pytest.mark.parametrize(("cache_seconds", "reads"), [(30.0, 1), (0.0, 3)])
+async def test_walking_offsets_visits_each_source_once(cache_seconds: float, reads: int) -> None:
     with running_sandbox(size=260) as sandbox:
-        async with Client(build_server(sandbox.settings())) as client:
+        async with Client(build_server(sandbox.settings(cache_seconds=cache_seconds))) as client:
             seen: list[int] = []
             offset: int | None = 0
             while offset is not None:
@@ -117,8 +120,8 @@ async def test_walking_offsets_visits_each_source_once() -> None:
                 offset = data["next_offset"]
         assert seen == _newest_first(sandbox.workspace.sources)
         pages = [r for r in sandbox.workspace.requests if r.path.endswith("/sources")]
-        # Three list calls, each reading 3 pages of 100.
-        assert len(pages) == 9
+        # Three list calls; each read of the workspace is 3 pages of 100.
+        assert len(pages) == 3 * reads
         assert all("per_page=100" in r.query for r in pages)
 
 

@@ -15,6 +15,7 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
+from census_mcp.census.cache import Fetched, ListCache, token_digest
 from census_mcp.census.errors import (
     CensusAuthError,
     CensusConnectionError,
@@ -25,7 +26,7 @@ from census_mcp.census.errors import (
     CensusResponseError,
     CensusUnavailableError,
 )
-from census_mcp.census.models import Page, RefreshJob, RefreshStatus, Source
+from census_mcp.census.models import Listing, Page, RefreshJob, RefreshStatus, Source, SourceType, Table
 from census_mcp.redaction import scrub, secret_values
 
 MAX_PER_PAGE = 100
@@ -47,11 +48,13 @@ class CensusClient:
         *,
         timeout_seconds: float = 30.0,
         page_concurrency: int = 8,
+        cache: ListCache | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._page_concurrency = page_concurrency
+        self._cache = cache if cache is not None else ListCache(ttl_seconds=0)
         self._http = httpx2.AsyncClient(
             base_url=self.base_url + "/",
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -76,10 +79,9 @@ class CensusClient:
 
     # Sources
 
-    async def list_sources(self, *, order: str = "desc") -> tuple[list[Source], int]:
-        """Every source in the workspace, in API order, and the workspace's total_records."""
-        rows, total = await self._list_all("sources", {"order": order})
-        return [self._parse(Source, row) for row in rows], total
+    async def list_sources(self, *, refresh: bool = False) -> Fetched[Listing[Source]]:
+        """Every source in the workspace, newest first, from the cache while it is fresh."""
+        return await self._cached_list("sources", Source, {"order": "desc"}, refresh=refresh)
 
     async def get_source(self, source_id: int) -> Source:
         body = await self._request("GET", f"sources/{source_id}")
@@ -87,21 +89,21 @@ class CensusClient:
 
     async def create_source(self, connection: Mapping[str, Any]) -> Source | int:
         """POST /sources. Census answers with the whole source or, in older versions, only its id."""
-        body = await self._request("POST", "sources", json={"connection": dict(connection)})
+        body = await self._write("POST", "sources", json={"connection": dict(connection)})
         data = _data(body)
         if set(data) <= {"id"}:
             return self._parse(Source, data).id
         return self._parse(Source, data)
 
     async def update_source(self, source_id: int, connection: Mapping[str, Any]) -> Source:
-        body = await self._request("PATCH", f"sources/{source_id}", json={"connection": dict(connection)})
+        body = await self._write("PATCH", f"sources/{source_id}", json={"connection": dict(connection)})
         return self._parse(Source, _data(body))
 
     async def delete_source(self, source_id: int) -> None:
-        await self._request("DELETE", f"sources/{source_id}")
+        await self._write("DELETE", f"sources/{source_id}")
 
     async def refresh_tables(self, source_id: int) -> int:
-        body = await self._request("POST", f"sources/{source_id}/refresh_tables")
+        body = await self._write("POST", f"sources/{source_id}/refresh_tables")
         return self._parse(RefreshJob, body).refresh_key
 
     async def refresh_tables_status(self, source_id: int, refresh_key: int) -> str:
@@ -110,27 +112,90 @@ class CensusClient:
         )
         return self._parse(RefreshStatus, body).status
 
+    async def list_tables(
+        self, source_id: int, *, search: str | None = None, refresh: bool = False
+    ) -> Fetched[Listing[Table]]:
+        params = {"search": search} if search else {}
+        return await self._cached_list(f"sources/{source_id}/tables", Table, params, refresh=refresh)
+
+    # Source types
+
+    async def list_source_types(self, *, refresh: bool = False) -> Fetched[Listing[SourceType]]:
+        return await self._cached_list("source_types", SourceType, {}, refresh=refresh)
+
+    async def get_source_type(self, service_name: str) -> SourceType:
+        body = await self._request("GET", f"source_types/{service_name}")
+        return self._parse(SourceType, _data(body))
+
     # Plumbing
 
-    async def _list_all(self, path: str, params: Mapping[str, str | int]) -> tuple[list[dict[str, Any]], int]:
-        """Read page 1, learn last_page from it, then fetch the rest concurrently, in API order."""
-        first = await self._page(path, params, 1)
-        last_page = first.pagination.last_page
-        pages: list[list[dict[str, Any]]] = [first.data] + [[] for _ in range(2, last_page + 1)]
+    async def _cached_list(
+        self, path: str, model: type[_M], params: Mapping[str, str], *, refresh: bool
+    ) -> Fetched[Listing[_M]]:
+        async def fetch() -> Listing[_M]:
+            rows, total = await self._list_all(path, params, model)
+            return Listing(rows, total)
+
+        key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
+        return await self._cache.get(key, fetch, refresh=refresh)
+
+    async def _write(self, method: str, path: str, *, json: Mapping[str, Any] | None = None) -> Any:
+        """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""
+        try:
+            return await self._request(method, path, json=json)
+        finally:
+            self._cache.clear(self.base_url)
+
+    async def _list_all(
+        self, path: str, params: Mapping[str, str | int], model: type[_M]
+    ) -> tuple[list[_M], int]:
+        """Every row of a paginated list, in API order.
+
+        Page 2 is read alongside page 1, before last_page is known, so that a list of many
+        pages takes two round trips instead of three; the rest follow concurrently, bounded.
+        """
         limiter = anyio.Semaphore(self._page_concurrency)
+        pages: dict[int, Page[_M]] = {}
+        failures: dict[int, CensusError] = {}
 
-        async def fetch(number: int) -> None:
-            async with limiter:
-                pages[number - 1] = (await self._page(path, params, number)).data
+        async def fetch(number: int, scope: anyio.CancelScope) -> None:
+            try:
+                async with limiter:
+                    pages[number] = await self._page(path, params, number, model)
+            except CensusError as exc:
+                failures[number] = exc
+                if number != 2:  # page 2 is speculative until page 1 says it exists
+                    scope.cancel()
 
-        async with anyio.create_task_group() as group:
-            for number in range(2, last_page + 1):
-                group.start_soon(fetch, number)
-        return [row for page in pages for row in page], first.pagination.total_records
+        async def fetch_all(numbers: range) -> None:
+            async with anyio.create_task_group() as group:
+                for number in numbers:
+                    group.start_soon(fetch, number, group.cancel_scope)
 
-    async def _page(self, path: str, params: Mapping[str, str | int], number: int) -> Page:
-        body = await self._request("GET", path, params={**params, "page": number, "per_page": MAX_PER_PAGE})
-        return self._parse(Page, body)
+        await fetch_all(range(1, 3))
+        if 1 in failures:
+            raise failures[1]
+        last_page = pages[1].pagination.last_page
+        await fetch_all(range(3, last_page + 1))
+        needed = range(1, max(last_page, 1) + 1)
+        for number in needed:
+            if number in failures:
+                raise failures[number]
+        rows = [row for number in needed for row in pages[number].data]
+        return rows, pages[1].pagination.total_records
+
+    async def _page(
+        self, path: str, params: Mapping[str, str | int], number: int, model: type[_M]
+    ) -> Page[_M]:
+        """One page, parsed straight from its bytes: lists are where the parsing time goes."""
+        page_params = {**params, "page": number, "per_page": MAX_PER_PAGE}
+        response = await self._send("GET", path, params=page_params)
+        try:
+            return Page[model].model_validate_json(response.content)  # type: ignore[valid-type]
+        except ValidationError:
+            # Parsed again only to say precisely what was wrong.
+            body = self._json_body(response, self._where("GET", path))
+            return self._parse(Page[model], body)  # type: ignore[valid-type]
 
     async def _request(
         self,
@@ -140,7 +205,32 @@ class CensusClient:
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> Any:
-        where = f"{method} {self.base_url}/{path}"
+        response = await self._send(method, path, params=params, json=json)
+        return self._json_body(response, self._where(method, path))
+
+    def _where(self, method: str, path: str) -> str:
+        return f"{method} {self.base_url}/{path}"
+
+    @staticmethod
+    def _json_body(response: httpx2.Response, where: str) -> Any:
+        body = _json_or_none(response)
+        if body is None:
+            raise CensusResponseError(
+                f"{where} answered HTTP {response.status_code} with a body that is not JSON.",
+                status_code=response.status_code,
+            )
+        return body
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> httpx2.Response:
+        """One request; any failure leaves as a CensusError, a success as its response."""
+        where = self._where(method, path)
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx2.TimeoutException:
@@ -148,15 +238,11 @@ class CensusClient:
         except httpx2.HTTPError as exc:
             reason = type(exc).__name__
             raise CensusConnectionError(f"{where} failed before Census answered: {reason}.") from None
-        body = _json_or_none(response)
         if response.is_success:
-            if body is None:
-                raise CensusResponseError(
-                    f"{where} answered HTTP {response.status_code} with a body that is not JSON.",
-                    status_code=response.status_code,
-                )
-            return body
-        raise self._error(response, body, where, secrets=[*secret_values(json), self._token])
+            return response
+        raise self._error(
+            response, _json_or_none(response), where, secrets=[*secret_values(json), self._token]
+        )
 
     @staticmethod
     def _error(response: httpx2.Response, body: Any, where: str, *, secrets: list[str]) -> CensusError:

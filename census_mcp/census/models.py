@@ -6,13 +6,25 @@ instead of failing on them; only the fields the server reasons about are typed.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class CensusObject(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Listing(Generic[_M]):
+    """All rows of a list endpoint, parsed, and the total Census reported."""
+
+    items: list[_M]
+    total: int
 
 
 class Pagination(CensusObject):
@@ -24,10 +36,10 @@ class Pagination(CensusObject):
     next_page: int | None = None
 
 
-class Page(CensusObject):
-    """One page of a list endpoint: `{status, data: [...], pagination}`."""
+class Page(CensusObject, Generic[_M]):
+    """One page of a list endpoint, `{status, data: [...], pagination}`, its rows parsed as _M."""
 
-    data: list[dict[str, Any]]
+    data: list[_M]
     pagination: Pagination
 
 
@@ -57,3 +69,40 @@ class RefreshJob(CensusObject):
 
 class RefreshStatus(CensusObject):
     status: str
+
+
+class ConfigurationField(CensusObject):
+    """One credential field a source type asks for."""
+
+    id: str
+    label: str | None = None
+    type: str | None = None
+    rules: str | list[str] | None = None
+    is_password_type_field: bool = False
+    possible_values: list[Any] | None = None
+    hint: str | None = None
+    placeholder: str | None = None
+    show: dict[str, Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        rules = [self.rules] if isinstance(self.rules, str) else (self.rules or [])
+        return "required" in rules
+
+
+class ConfigurationFields(CensusObject):
+    fields: list[ConfigurationField] = Field(default_factory=list)
+
+
+class SourceType(CensusObject):
+    service_name: str
+    label: str | None = None
+    creatable_via_api: bool | None = None
+    configuration_fields: ConfigurationFields | None = None
+
+
+class Table(CensusObject):
+    table_catalog: str | None = None
+    table_schema: str | None = None
+    table_name: str
+    last_refreshed_at: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from census_mcp.sandbox.seed import build_workspace, iso
 from census_mcp.sandbox.source_types import SOURCE_TYPES, credential_problem
@@ -143,15 +143,29 @@ class _SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                query = scope["query_string"].decode("latin-1")
+                entry = RequestRecord(scope["method"], scope["path"], query, started, time.perf_counter())
+                self.workspace.requests.append(entry)
+
+        async def send_recorded(message: Message) -> None:
+            # Logged before the answer leaves, so a client that has its answer always finds it in the log.
+            if message["type"] == "http.response.start":
+                record()
+            await send(message)
+
         try:
             if self.config.latency_seconds > 0:
                 await asyncio.sleep(self.config.latency_seconds)
             denial = self._denial(Headers(scope=scope).get("authorization", ""))
-            await (denial.response() if denial else self.app)(scope, receive, send)
+            await (denial.response() if denial else self.app)(scope, receive, send_recorded)
         finally:
-            query = scope["query_string"].decode("latin-1")
-            record = RequestRecord(scope["method"], scope["path"], query, started, time.perf_counter())
-            self.workspace.requests.append(record)
+            record()
 
     def _denial(self, authorization: str) -> ApiError | None:
         scheme, _, token = authorization.partition(" ")
@@ -411,8 +425,16 @@ class _Endpoints:
 def create_sandbox_app(config: SandboxConfig = SandboxConfig()) -> Starlette:
     """Build a fresh sandbox; `app.state.workspace` exposes its state and request log to tests."""
     workspace = Workspace.seeded(config.size, config.seed)
+
+    async def request_log(request: Request) -> Response:
+        """The request log, for a benchmark that serves the sandbox in another process."""
+        return JSONResponse([asdict(record) for record in workspace.requests])
+
     app = Starlette(
-        routes=[Mount(API_PREFIX, routes=_Endpoints(workspace, config).routes())],
+        routes=[
+            Mount(API_PREFIX, routes=_Endpoints(workspace, config).routes()),
+            Route("/_sandbox/requests", request_log, methods=["GET"]),
+        ],
         middleware=[Middleware(_SandboxMiddleware, workspace=workspace, config=config)],
         exception_handlers={ApiError: _render_error, 404: _render_error},
     )

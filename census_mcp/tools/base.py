@@ -37,11 +37,13 @@ class ToolDefinition:
 
     @property
     def annotations(self) -> ToolAnnotations:
+        # The spec gives destructive and idempotent hints meaning only for tools that write.
+        writes = not self.read_only
         return ToolAnnotations(
             title=self.title,
             read_only_hint=self.read_only,
-            destructive_hint=self.destructive,
-            idempotent_hint=self.idempotent,
+            destructive_hint=self.destructive if writes else None,
+            idempotent_hint=self.idempotent if writes else None,
             # Census is a service outside this server.
             open_world_hint=True,
         )

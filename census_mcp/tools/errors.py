@@ -58,6 +58,11 @@ def _sentence(text: str) -> str:
 
 def _not_found(exc: CensusNotFoundError, arguments: Mapping[str, Any]) -> str:
     source_id = arguments.get("source_id")
+    if "service_name" in arguments:
+        return (
+            f"Census has no source type named {arguments['service_name']!r} (404). "
+            "Call list_source_types for the service names."
+        )
     if source_id is None:
         return (
             f"Census has no such endpoint ({exc.message}). Check CENSUS_API_BASE_URL: "

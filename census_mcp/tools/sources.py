@@ -11,121 +11,86 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
-from pydantic import Field, JsonValue
+from pydantic import Field
 
 from census_mcp.census.models import Source
-from census_mcp.summaries import (
-    DEFAULT_LIMIT,
-    MAX_RESULT_BYTES,
+from census_mcp.summaries.sources import (
     DeletedSource,
     SourceDetail,
+    SourceFilter,
     SourceList,
-    list_budget_bytes,
-    quote,
     source_detail,
     source_text,
     summarize_source_list,
 )
+from census_mcp.summaries.text import DEFAULT_LIMIT, list_budget_bytes, quote
 from census_mcp.tools.base import AppState, app_state, census_tool, tool_result
 
-SourceId = Annotated[
-    int, Field(ge=1, le=2**53, description="The source's numeric id (list_sources shows ids).")
-]
+SourceId = Annotated[int, Field(ge=1, description="Source id (from list_sources).")]
 SourceType = Annotated[
     str,
     Field(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
-        description="A source type's service name, e.g. snowflake, big_query, redshift, postgres.",
+        description="Source type, e.g. snowflake (list_source_types has all).",
     ),
 ]
 Credentials = Annotated[
-    dict[str, JsonValue],
+    dict[str, Any],
     Field(
         min_length=1,
         max_length=100,
-        description=(
-            "Connection credentials for the source type, e.g. for redshift: hostname, port, user, password, "
-            "database. They are sent to Census only and never shown back."
-        ),
+        description="Fields as get_source_type lists them. Never shown back.",
     ),
 ]
-OptionalLabel = Annotated[
-    str | None, Field(min_length=1, max_length=255, description="A display label for the source.")
-]
+Limit = Annotated[int, Field(ge=1, le=100, description="Items per page.")]
+Offset = Annotated[int, Field(ge=0, description="A result's next_offset.")]
+Refresh = Annotated[bool, Field(description="Bypass the short-lived list cache.")]
+OptionalLabel = Annotated[str | None, Field(min_length=1, max_length=255, description="Display label.")]
 OptionalReadOnly = Annotated[
     bool | None,
-    Field(description="true when Census must not write to the warehouse (no sync-state tracking)."),
+    Field(description="true: Census never writes to the warehouse."),
 ]
 
 
 @census_tool(title="List sources", read_only=True, idempotent=True)
 async def list_sources(
     ctx: Context[AppState, Any],
-    type: Annotated[
-        SourceType | None, Field(description="Only sources of this exact type, e.g. snowflake.")
-    ] = None,
+    type: Annotated[SourceType | None, Field(description="Exact source type, e.g. snowflake.")] = None,
     name_contains: Annotated[
         str | None,
-        Field(min_length=1, max_length=200, description="Case-insensitive substring of the name or label."),
+        Field(max_length=200, description="Case-insensitive substring of name or label."),
     ] = None,
     test_status: Annotated[
         Literal["passed", "failed", "untested"] | None,
-        Field(description="Outcome of the last connection test; untested means never tested."),
+        Field(description="Outcome of the last connection test."),
     ] = None,
-    order: Annotated[
-        Literal["desc", "asc"], Field(description="desc: newest first (default); asc: oldest first.")
-    ] = "desc",
-    limit: Annotated[int, Field(ge=1, le=100, description="Sources to return, 1-100.")] = DEFAULT_LIMIT,
-    offset: Annotated[int, Field(ge=0, le=1_000_000, description="Matches to skip, for paging.")] = 0,
+    order: Annotated[Literal["desc", "asc"], Field(description="desc: newest first.")] = "desc",
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+    refresh: Refresh = False,
 ) -> Annotated[CallToolResult, SourceList]:
-    """List the workspace's data-warehouse sources, filtered and summarized.
-
-    Reads every page from Census, then filters and counts across all of them, so one
-    call answers questions such as "which snowflake sources failed their last test".
-    Returns totals and counts by type and test status over all matches, plus one page
-    of compact rows; next_offset gives the next page.
-    """
-    sources, workspace_total = await app_state(ctx).census.list_sources()
-    if order == "asc":
-        sources.reverse()
-    matching = [s for s in sources if _matches(s, type, name_contains, test_status)]
+    """The workspace's sources, filtered, with totals and counts by type and test status over all
+    matches, then one page of rows. One call answers e.g. "which snowflake sources failed their test"."""
+    state = app_state(ctx)
+    fetched = await state.census.list_sources(refresh=refresh)
+    in_order = fetched.value.items if order == "desc" else fetched.value.items[::-1]
+    selection = SourceFilter(type=type, name_contains=name_contains, test_status=test_status)
     text, result = summarize_source_list(
-        matching,
-        workspace_total=workspace_total,
+        [source for source in in_order if selection.matches(source)],
+        fetched=fetched,
         offset=offset,
         limit=limit,
-        filters=_describe_filters(type, name_contains, test_status),
-        budget_bytes=list_budget_bytes(limit, MAX_RESULT_BYTES),
+        selection=selection,
+        budget_bytes=list_budget_bytes(limit, state.settings.max_result_bytes),
     )
     return tool_result(text, result)
-
-
-def _matches(source: Source, type: str | None, name_contains: str | None, test_status: str | None) -> bool:
-    if type is not None and source.type != type:
-        return False
-    if test_status is not None and source.test_status != test_status:
-        return False
-    if name_contains is not None:
-        needle = name_contains.casefold()
-        return needle in source.name.casefold() or needle in (source.label or "").casefold()
-    return True
-
-
-def _describe_filters(type: str | None, name_contains: str | None, test_status: str | None) -> str:
-    parts = [
-        f"type={type}" if type else "",
-        f"name contains {quote(name_contains)}" if name_contains else "",
-        f"last test {test_status}" if test_status else "",
-    ]
-    shown = ", ".join(part for part in parts if part)
-    return f" ({shown})" if shown else ""
 
 
 @census_tool(title="Get source", read_only=True, idempotent=True)
 async def get_source(
     ctx: Context[AppState, Any], source_id: SourceId
 ) -> Annotated[CallToolResult, SourceDetail]:
-    """Get one source: connection details (secrets masked), last test outcome, and its models and tables."""
+    """One source: connection details (secrets masked), last test, models and tables."""
     detail = source_detail(await app_state(ctx).census.get_source(source_id))
     return tool_result(source_text(detail), detail)
 
@@ -138,10 +103,7 @@ async def create_source(
     label: OptionalLabel = None,
     read_only_connection: OptionalReadOnly = None,
 ) -> Annotated[CallToolResult, SourceDetail]:
-    """Connect a new data-warehouse source to the workspace and return it as get_source does.
-
-    Census checks the credentials' fields for the type and says which are missing.
-    """
+    """Connect a new warehouse source; returns it like get_source. get_source_type lists the credentials."""
     census = app_state(ctx).census
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
     created = await census.create_source({"type": type, **connection})
@@ -155,13 +117,13 @@ async def update_source(
     ctx: Context[AppState, Any],
     source_id: SourceId,
     credentials: Annotated[
-        dict[str, JsonValue] | None,
-        Field(max_length=100, description="Credential fields to change; fields not given are kept."),
+        dict[str, Any] | None,
+        Field(max_length=100, description="Fields to change; others are kept."),
     ] = None,
     label: OptionalLabel = None,
     read_only_connection: OptionalReadOnly = None,
 ) -> Annotated[CallToolResult, SourceDetail]:
-    """Change a source's credentials (partially), label or read-only setting; returns the updated source."""
+    """Change a source's credentials (partially), label or read-only setting."""
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
     if not connection:
         raise ToolError("Nothing to update: pass at least one of credentials, label or read_only_connection.")
@@ -183,15 +145,11 @@ async def delete_source(
         Field(
             min_length=1,
             max_length=500,
-            description="The current name, exactly as the user confirmed it; guards against a wrong id.",
+            description="The source's exact current name, as confirmed by the user.",
         ),
     ],
 ) -> Annotated[CallToolResult, DeletedSource]:
-    """Delete a source permanently. Its syncs and models stop working.
-
-    Only deletes when confirm_name equals the source's current name; otherwise
-    nothing is deleted and the error gives the name to confirm with the user.
-    """
+    """Delete a source permanently, breaking its syncs. Deletes only if confirm_name is its exact name."""
     census = app_state(ctx).census
     source = await census.get_source(source_id)
     if confirm_name != source.name:

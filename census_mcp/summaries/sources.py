@@ -1,0 +1,268 @@
+"""Sources: the list page with its counts, the detail of one source, a deletion."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from census_mcp.census.cache import Fetched
+from census_mcp.census.models import Listing, Source
+from census_mcp.redaction import mask_secrets
+from census_mcp.summaries.text import Paged, clean, freshness, page_of, paging_lines, quote
+
+_VALUE_CHARS = 60
+_STATUS_WORDS = {True: "passed", False: "FAILED", None: "untested"}
+_DETAIL_VALUE_CHARS = 1000
+_FIRST_NAMES = 8
+_KINDS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class SourceFilter:
+    """Which sources list_sources selects; None means any."""
+
+    type: str | None = None
+    name_contains: str | None = None
+    test_status: str | None = None
+
+    def matches(self, source: Source) -> bool:
+        if self.type is not None and source.type != self.type:
+            return False
+        if self.test_status is not None and source.test_status != self.test_status:
+            return False
+        if self.name_contains:
+            needle = self.name_contains.casefold()
+            return needle in source.name.casefold() or needle in (source.label or "").casefold()
+        return True
+
+    def describe(self) -> str:
+        parts = [
+            f"type={self.type}" if self.type else "",
+            f"name contains {quote(self.name_contains)}" if self.name_contains else "",
+            f"last test {self.test_status}" if self.test_status else "",
+        ]
+        shown = ", ".join(part for part in parts if part)
+        return f" ({shown})" if shown else ""
+
+
+class SourceItem(BaseModel):
+    id: int
+    name: str = Field(description="Cut to 80 characters.")
+    label: str | None
+    type: str
+    last_test_succeeded: bool | None = Field(description="null: never tested.")
+    last_tested_at: str | None
+
+
+class TestStatusCounts(BaseModel):
+    passed: int = 0
+    failed: int = 0
+    untested: int = 0
+
+
+class SourceCounts(BaseModel):
+    by_type: dict[str, int]
+    by_test_status: TestStatusCounts
+
+
+class SourceList(Paged):
+    workspace_total: int = Field(description="Sources in the whole workspace.")
+    counts: SourceCounts = Field(description="Over all matches, not just this page.")
+    sources: list[SourceItem]
+
+
+def summarize_source_list(
+    matching: Sequence[Source],
+    *,
+    fetched: Fetched[Listing[Source]],
+    offset: int,
+    limit: int,
+    selection: SourceFilter,
+    budget_bytes: int,
+) -> tuple[str, SourceList]:
+    """Totals and counts over every match, then one page of compact rows within the budget."""
+    counts = SourceCounts(
+        by_type=dict(Counter(source.type for source in matching).most_common()),
+        by_test_status=TestStatusCounts(**Counter(source.test_status for source in matching)),
+    )
+
+    def render(source: Source) -> tuple[SourceItem, str]:
+        item = SourceItem(
+            id=source.id,
+            name=clean(source.name),
+            label=None if source.label is None else clean(source.label),
+            type=source.type,
+            last_test_succeeded=source.last_test_succeeded,
+            last_tested_at=source.last_tested_at,
+        )
+        return item, _source_line(item, selection)
+
+    def build(
+        rows: Sequence[tuple[SourceItem, str]], paging: dict[str, Any], cut: bool
+    ) -> tuple[str, SourceList]:
+        result = SourceList(
+            **paging,
+            workspace_total=fetched.value.total,
+            counts=counts,
+            sources=[item for item, _ in rows],
+        )
+        return _list_text(result, [line for _, line in rows], selection, fetched, cut=cut), result
+
+    return page_of(
+        matching,
+        fetched=fetched,
+        offset=offset,
+        limit=limit,
+        budget_bytes=budget_bytes,
+        render=render,
+        build=build,
+    )
+
+
+def _list_text(
+    result: SourceList, rows: list[str], selection: SourceFilter, fetched: Fetched[Any], *, cut: bool
+) -> str:
+    status = result.counts.by_test_status
+    types = ", ".join(f"{name} {n}" for name, n in result.counts.by_type.items()) or "none"
+    lines = [
+        f"{result.total} of {result.workspace_total} sources match{selection.describe()}. "
+        f"Last test: {status.failed} failed, {status.passed} passed, {status.untested} untested. "
+        f"Types: {types}."
+    ]
+    if result.sources:
+        lines.append(f"Showing {result.offset + 1}-{result.offset + len(result.sources)}:")
+        lines.extend(rows)
+    lines.extend(paging_lines(result, len(result.sources), "sources", cut=cut))
+    lines.append(freshness(fetched))
+    return "\n".join(lines)
+
+
+def _source_line(item: SourceItem, selection: SourceFilter) -> str:
+    """One row; columns that the filter already fixes (type, test status) are left out."""
+    label = f" label {quote(item.label)}" if item.label and item.label != item.name else ""
+    kind = "" if selection.type else f" [{item.type}]"
+    status = "" if selection.test_status else " " + _STATUS_WORDS[item.last_test_succeeded]
+    tested = f" tested {_minute(item.last_tested_at)}" if item.last_tested_at else ""
+    return f"- #{item.id} {quote(item.name)}{label}{kind}{status}{tested}"
+
+
+def _minute(timestamp: str) -> str:
+    """An ISO timestamp to the minute, e.g. 2025-02-03T14:02Z, which is all a summary needs."""
+    return f"{timestamp[:16]}Z" if len(timestamp) >= 16 and timestamp[10] == "T" else clean(timestamp, 40)
+
+
+# One source
+
+
+class DataSourcesSummary(BaseModel):
+    total: int = Field(description="Models and tables on this source.")
+    by_kind: dict[str, int] = Field(description="e.g. {table: 120, model: 3}")
+    first: dict[str, list[str]] = Field(description="The first names of each kind.")
+
+
+class SourceDetail(BaseModel):
+    """A source under the API's own field names, secrets masked, data_sources summarized."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int
+    name: str
+    label: str | None = None
+    type: str
+    last_test_succeeded: bool | None = None
+    last_tested_at: str | None = None
+    connection_details: dict[str, Any] = Field(default_factory=dict, description="Secrets masked.")
+    read_only_connection: bool | None = None
+    data_sources: DataSourcesSummary | None = Field(
+        default=None, description="Models and tables, summarized."
+    )
+
+
+def source_detail(source: Source) -> SourceDetail:
+    raw = mask_secrets(source.model_dump(mode="json", exclude={"data_sources"}))
+    raw["connection_details"] = {
+        key: clean(value, _DETAIL_VALUE_CHARS) if isinstance(value, str) else value
+        for key, value in raw.get("connection_details", {}).items()
+    }
+    summary = None if source.data_sources is None else summarize_data_sources(source.data_sources)
+    return SourceDetail.model_validate({**raw, "data_sources": summary})
+
+
+def summarize_data_sources(items: Sequence[Any]) -> DataSourcesSummary:
+    kinds: Counter[str] = Counter()
+    first: dict[str, list[str]] = {}
+    for item in items:
+        kind, name = _kind_and_name(item)
+        kinds[kind] += 1
+        names = first.setdefault(kind, []) if len(first) < _KINDS_SHOWN or kind in first else []
+        if len(names) < _FIRST_NAMES:
+            names.append(clean(name))
+    return DataSourcesSummary(total=len(items), by_kind=dict(kinds.most_common(_KINDS_SHOWN)), first=first)
+
+
+def _kind_and_name(item: Any) -> tuple[str, str]:
+    """Census's data_sources entries vary; read a kind and a name from the common field names."""
+    if not isinstance(item, dict):
+        return "item", str(item)
+    kind = clean(str(item.get("type") or item.get("kind") or item.get("object") or "item"), 40)
+    name = item.get("name") or ".".join(
+        str(item[key]) for key in ("table_schema", "table_name") if item.get(key)
+    )
+    return kind, str(name or item.get("id", "?"))
+
+
+def source_text(detail: SourceDetail, headline: str = "Source") -> str:
+    lines = [f"{headline} #{detail.id} {quote(detail.name)} [{detail.type}]" + _label_part(detail)]
+    lines.append("Last connection test: " + _test_part(detail))
+    details = ", ".join(
+        f"{clean(key, 40)}={quote(value, _VALUE_CHARS)}" for key, value in detail.connection_details.items()
+    )
+    lines.append(f"Connection details: {details or 'none returned'}")
+    if detail.read_only_connection is not None:
+        lines.append(f"Read-only connection: {'yes' if detail.read_only_connection else 'no'}")
+    if detail.data_sources is not None:
+        lines.append(_data_sources_part(detail.data_sources, detail.id))
+    return "\n".join(lines)
+
+
+def _label_part(detail: SourceDetail) -> str:
+    return f", label {quote(detail.label)}" if detail.label and detail.label != detail.name else ""
+
+
+def _test_part(detail: SourceDetail) -> str:
+    if detail.last_test_succeeded is None:
+        return "never run"
+    outcome = "passed" if detail.last_test_succeeded else "FAILED"
+    failure = _failure_message(getattr(detail, "last_test_results", None))
+    return f"{outcome} at {detail.last_tested_at or 'an unknown time'}" + (f": {failure}" if failure else "")
+
+
+def _failure_message(results: Any) -> str:
+    steps = results.get("steps") if isinstance(results, dict) else None
+    for step in steps if isinstance(steps, list) else []:
+        if isinstance(step, dict) and step.get("status") == "failed":
+            error = step.get("error")
+            message = error.get("message") if isinstance(error, dict) else error
+            return f"step {quote(step.get('step', '?'), 40)} said {quote(message or 'no message', 200)}"
+    return ""
+
+
+def _data_sources_part(summary: DataSourcesSummary, source_id: int) -> str:
+    counts = ", ".join(f"{n} {kind}s" for kind, n in summary.by_kind.items()) or "none"
+    parts = [f"Models and tables: {counts}."]
+    for kind, names in summary.first.items():
+        more = " …" if summary.by_kind.get(kind, 0) > len(names) else ""
+        parts.append(f"First {kind}s: {', '.join(quote(name) for name in names)}{more}")
+    if summary.by_kind.get("table", 0) > len(summary.first.get("table", [])):
+        parts.append(f"list_source_tables(source_id={source_id}) pages through and searches the tables.")
+    return "\n".join(parts)
+
+
+class DeletedSource(BaseModel):
+    deleted: bool
+    id: int
+    name: str

@@ -1,0 +1,148 @@
+"""What every summary shares: safe quoting of Census text, sizes, budgets and paging.
+
+Text that comes from Census (names, labels, messages) is data: it is cleaned of control
+characters, shortened and quoted, so it can neither break the layout nor pose as an
+instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from census_mcp.census.cache import Fetched
+
+NAME_CHARS = 80
+DEFAULT_LIMIT = 25
+DEFAULT_PAGE_BYTES = 8192
+
+_CONTROL = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]"
+)
+_R = TypeVar("_R", bound=BaseModel)
+_T = TypeVar("_T")
+_I = TypeVar("_I", bound=BaseModel)
+
+
+def clean(text: str, limit: int = NAME_CHARS) -> str:
+    """`text` without control or ANSI sequences, cut to `limit` characters."""
+    if len(text) <= limit and text.isprintable():
+        return text  # the common case, kept fast: lists clean every name
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def quote(value: Any, limit: int = NAME_CHARS) -> str:
+    """A value from Census as a quoted, escaped literal for text results."""
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # clean() leaves no control characters, so only the quote and the backslash need escaping.
+    return '"' + clean(text, limit).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def result_size(text: str, structured: BaseModel | dict[str, Any] | None) -> int:
+    """Bytes a result costs on the wire: its text plus its structured content as compact JSON."""
+    data = structured.model_dump(mode="json") if isinstance(structured, BaseModel) else structured
+    return len(text.encode()) + len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def list_budget_bytes(limit: int, cap_bytes: int) -> int:
+    """A list result may spend about 8 KB per 25 items asked for, never more than the cap."""
+    return min(cap_bytes, max(DEFAULT_PAGE_BYTES, limit * DEFAULT_PAGE_BYTES // DEFAULT_LIMIT))
+
+
+Row = tuple[BaseModel, str]
+"""One list item, rendered once: its structured form and its line of text."""
+
+
+def row_bytes(row: Row) -> int:
+    """What a row adds to a result: its JSON and its line, each with a separator."""
+    item, line = row
+    return len(item.model_dump_json()) + len(line.encode()) + 2
+
+
+def fit_to_budget(
+    build: Callable[[int], tuple[str, _R]], rows: Sequence[Row], budget_bytes: int
+) -> tuple[str, _R]:
+    """The largest prefix of `rows` whose result fits the budget (at least the empty one).
+
+    A page that fits is built once. One that does not drops rows from the end until their
+    bytes cover the excess, then is checked again; the rest of the text barely changes with
+    the count, so that takes one or two more builds, not one per row.
+    """
+    shown = len(rows)
+    text, result = build(shown)
+    excess = result_size(text, result) - budget_bytes
+    while excess > 0 and shown > 0:
+        while excess > 0 and shown > 0:
+            shown -= 1
+            excess -= row_bytes(rows[shown])
+        text, result = build(shown)
+        excess = result_size(text, result) - budget_bytes
+    return text, result
+
+
+class Paged(BaseModel):
+    """The paging fields every list result carries."""
+
+    total: int = Field(description="Items that match.")
+    offset: int
+    next_offset: int | None = Field(description="Pass as offset for the next page; null when none remain.")
+    fetched_at: str = Field(description="When this list was read from Census (UTC).")
+
+
+def page_of(
+    matching: Sequence[_T],
+    *,
+    fetched: Fetched[Any],
+    offset: int,
+    limit: int,
+    budget_bytes: int,
+    render: Callable[[_T], tuple[_I, str]],
+    build: Callable[[Sequence[tuple[_I, str]], dict[str, Any], bool], tuple[str, _R]],
+) -> tuple[str, _R]:
+    """One page of `matching`: each item rendered once, then framed by `build(rows, paging, cut)`,
+    where `paging` holds the Paged fields. A page that would cross the budget is cut at a whole
+    item (cut=True), and next_offset resumes after it."""
+    window = [render(item) for item in matching[offset : offset + limit]]
+
+    def attempt(shown: int) -> tuple[str, _R]:
+        end = offset + shown
+        paging = {
+            "total": len(matching),
+            "offset": offset,
+            "next_offset": end if end < len(matching) else None,
+            "fetched_at": fetched_at(fetched),
+        }
+        return build(window[:shown], paging, shown < len(window))
+
+    return fit_to_budget(attempt, window, budget_bytes)
+
+
+def paging_lines(page: Paged, shown: int, noun: str, *, cut: bool) -> list[str]:
+    """The lines that close a list: where this page sits, how to get the rest, how fresh it is."""
+    lines = []
+    if not shown and page.total:
+        lines.append(f"No {noun} at offset {page.offset}; the last is at offset {page.total - 1}.")
+    if page.next_offset is not None:
+        why = "The result size cap cut this page. " if cut else ""
+        lines.append(f"{why}{page.total - page.next_offset} more: call again with offset={page.next_offset}.")
+    return lines
+
+
+def fetched_at(fetched: Fetched[Any]) -> str:
+    return fetched.fetched_at.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def freshness(fetched: Fetched[Any]) -> str:
+    """How fresh a list is, and how to get a fresher one."""
+    if not fetched.from_cache:
+        return f"Read from Census at {fetched_at(fetched)}."
+    age = max(0, round((datetime.now(UTC) - fetched.fetched_at).total_seconds()))
+    return f"From a list read {age}s ago, at {fetched_at(fetched)}; pass refresh=true to read Census again."

@@ -1,0 +1,67 @@
+"""The tools that complete the workflows: what types exist, what a type needs, what a source holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field
+
+from census_mcp.summaries.catalog import (
+    SourceTypeDetail,
+    SourceTypeList,
+    TableList,
+    source_type_detail,
+    source_type_text,
+    summarize_source_types,
+    summarize_tables,
+)
+from census_mcp.summaries.text import DEFAULT_LIMIT, list_budget_bytes
+from census_mcp.tools.base import AppState, app_state, census_tool, tool_result
+from census_mcp.tools.sources import Limit, Offset, Refresh, SourceId, SourceType
+
+
+@census_tool(title="List source types", read_only=True, idempotent=True)
+async def list_source_types(
+    ctx: Context[AppState, Any], limit: Limit = 100, offset: Offset = 0, refresh: Refresh = False
+) -> Annotated[CallToolResult, SourceTypeList]:
+    """Source types a workspace can connect, and which create_source can create."""
+    state = app_state(ctx)
+    fetched = await state.census.list_source_types(refresh=refresh)
+    budget = list_budget_bytes(limit, state.settings.max_result_bytes)
+    text, result = summarize_source_types(fetched, offset=offset, limit=limit, budget_bytes=budget)
+    return tool_result(text, result)
+
+
+@census_tool(title="Get source type", read_only=True, idempotent=True)
+async def get_source_type(
+    ctx: Context[AppState, Any], service_name: SourceType
+) -> Annotated[CallToolResult, SourceTypeDetail]:
+    """The credential fields create_source needs for a type: required, secret, allowed values, when each
+    applies. Use it to build create_source's credentials."""
+    detail = source_type_detail(await app_state(ctx).census.get_source_type(service_name))
+    return tool_result(source_type_text(detail), detail)
+
+
+@census_tool(title="List source tables", read_only=True, idempotent=True)
+async def list_source_tables(
+    ctx: Context[AppState, Any],
+    source_id: SourceId,
+    search: Annotated[str | None, Field(max_length=200, description="Substring of schema.table.")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+    refresh: Refresh = False,
+) -> Annotated[CallToolResult, TableList]:
+    """A source's warehouse tables: counts per schema, then one page of rows."""
+    state = app_state(ctx)
+    fetched = await state.census.list_tables(source_id, search=search, refresh=refresh)
+    text, result = summarize_tables(
+        fetched,
+        source_id=source_id,
+        search=search,
+        offset=offset,
+        limit=limit,
+        budget_bytes=list_budget_bytes(limit, state.settings.max_result_bytes),
+    )
+    return tool_result(text, result)

@@ -1,0 +1,191 @@
+"""Concurrent paging, the short-lived list cache and its invalidation, counted at the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from census_mcp.census.cache import ListCache
+from census_mcp.census.client import CensusClient
+from census_mcp.sandbox.app import RequestRecord
+from census_mcp.server import build_server, result_text
+from tests.conftest import Sandbox, running_sandbox
+from tests.helpers import call_ok
+
+pytestmark = pytest.mark.anyio
+
+
+def _list_reads(sandbox: Sandbox) -> list[RequestRecord]:
+    return [r for r in sandbox.workspace.requests if r.method == "GET" and r.path.endswith("/sources")]
+
+
+def _page(record: RequestRecord) -> int:
+    return int(dict(part.split("=") for part in record.query.split("&"))["page"])
+
+
+def _most_in_flight(records: list[RequestRecord]) -> int:
+    events = sorted([(r.started, 1) for r in records] + [(r.finished, -1) for r in records])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+async def test_a_thousand_sources_take_ten_gets_in_two_waves() -> None:
+    with running_sandbox(size=1000, latency_seconds=0.05) as sandbox:
+        async with Client(build_server(sandbox.settings())) as client:
+            result = await call_ok(client, "list_sources", {"limit": 100})
+        reads = _list_reads(sandbox)
+        assert sorted(_page(r) for r in reads) == list(range(1, 11))
+        by_page = {_page(r): r for r in reads}
+        # Page 2 goes out with page 1, before last_page is known...
+        assert by_page[2].started < by_page[1].finished
+        # ...and pages 3-10 all go out together once page 1 has answered.
+        rest = [by_page[n] for n in range(3, 11)]
+        assert all(r.started >= by_page[1].finished for r in rest)
+        assert max(r.started for r in rest) < min(r.finished for r in rest)
+        data = result.structured_content
+        assert data is not None
+        ids = sorted(sandbox.workspace.sources, reverse=True)
+        shown = [item["id"] for item in data["sources"]]
+        assert len(shown) >= 90  # 100 asked for; the 24 KB cap may cut a few
+        assert shown == ids[: len(shown)]
+        assert data["workspace_total"] == 1000
+
+
+async def test_page_concurrency_bounds_the_requests_in_flight() -> None:
+    with running_sandbox(size=1000, latency_seconds=0.02) as sandbox:
+        async with Client(build_server(sandbox.settings(page_concurrency=3))) as client:
+            await call_ok(client, "list_sources")
+        reads = _list_reads(sandbox)
+        assert len(reads) == 10
+        assert _most_in_flight(reads) <= 3
+        assert _most_in_flight([r for r in reads if _page(r) >= 3]) == 3
+
+
+async def test_a_small_workspace_wastes_at_most_one_empty_page(client: Client, sandbox: Sandbox) -> None:
+    await call_ok(client, "list_sources")
+    assert sorted(_page(r) for r in _list_reads(sandbox)) == [1, 2]
+
+
+async def test_paging_and_refiltering_reuse_one_read(client: Client, sandbox: Sandbox) -> None:
+    first = await call_ok(client, "list_sources", {"limit": 10})
+    assert result_text(first).splitlines()[-1].startswith("Read from Census at")
+    await call_ok(client, "list_sources", {"limit": 10, "offset": 10})
+    again = await call_ok(client, "list_sources", {"test_status": "failed"})
+    assert len(_list_reads(sandbox)) == 2  # one read: pages 1 and 2
+    assert "From a list read" in result_text(again)
+    assert "refresh=true" in result_text(again)
+    assert first.structured_content is not None
+    assert again.structured_content is not None
+    assert again.structured_content["fetched_at"] == first.structured_content["fetched_at"]
+    fresh = await call_ok(client, "list_sources", {"refresh": True})
+    assert len(_list_reads(sandbox)) == 4
+    assert result_text(fresh).splitlines()[-1].startswith("Read from Census at")
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        (
+            "create_source",
+            {
+                "type": "postgres",
+                "credentials": {"hostname": "h", "port": 5432, "user": "u", "password": "p", "database": "d"},
+            },
+        ),
+        ("update_source", {"source_id": 4, "label": "Renamed"}),
+        ("delete_source", {"source_id": 4}),
+        ("refresh_source_tables", {"source_id": 4}),
+    ],
+)
+async def test_every_write_clears_the_cache(
+    client: Client, sandbox: Sandbox, tool: str, arguments: dict[str, Any]
+) -> None:
+    await call_ok(client, "list_sources")
+    if tool == "delete_source":
+        arguments = arguments | {"confirm_name": sandbox.workspace.sources[4]["name"]}
+    await call_ok(client, tool, arguments)
+    after = await call_ok(client, "list_sources", {"limit": 100})
+    assert len(_list_reads(sandbox)) == 4
+    data = after.structured_content
+    assert data is not None
+    assert data["total"] == len(sandbox.workspace.sources)
+    if tool == "update_source":
+        assert next(s for s in data["sources"] if s["id"] == 4)["label"] == "Renamed"
+
+
+async def test_a_failed_write_clears_the_cache_too(client: Client, sandbox: Sandbox) -> None:
+    await call_ok(client, "list_sources")
+    failed = await client.call_tool("update_source", {"source_id": 99999, "label": "x"})
+    assert failed.is_error
+    await call_ok(client, "list_sources")
+    assert len(_list_reads(sandbox)) == 4
+
+
+async def test_zero_seconds_disables_the_cache() -> None:
+    with running_sandbox() as sandbox:
+        async with Client(build_server(sandbox.settings(cache_seconds=0))) as client:
+            await call_ok(client, "list_sources")
+            await call_ok(client, "list_sources", {"offset": 25})
+        assert len(_list_reads(sandbox)) == 4
+
+
+async def test_the_cache_is_keyed_by_token() -> None:
+    other = "secret-token:second-user"
+    with running_sandbox(tokens=("secret-token:sandbox", other), forbidden_tokens=()) as sandbox:
+        cache = ListCache(ttl_seconds=30)
+        first = CensusClient(sandbox.base_url, "secret-token:sandbox", cache=cache)
+        second = CensusClient(sandbox.base_url, other, cache=cache)
+        async with first, second:
+            await first.list_sources()
+            await first.list_sources()
+            assert len(_list_reads(sandbox)) == 2
+            fetched = await second.list_sources()
+            assert not fetched.from_cache
+            assert len(_list_reads(sandbox)) == 4
+            await second.list_sources()
+            assert len(_list_reads(sandbox)) == 4
+        assert "sandbox" not in repr(cache)
+
+
+async def test_entries_expire_after_the_window() -> None:
+    now = [100.0]
+    cache = ListCache(ttl_seconds=30, clock=lambda: now[0])
+    reads = []
+
+    async def fetch() -> int:
+        reads.append(now[0])
+        return len(reads)
+
+    key = ("https://census.test/api/v1", "digest", "sources")
+    assert (await cache.get(key, fetch)).value == 1
+    now[0] += 29
+    assert (await cache.get(key, fetch)).from_cache
+    now[0] += 2
+    assert (await cache.get(key, fetch)).value == 2
+    cache.clear("https://census.test/api/v1")
+    assert (await cache.get(key, fetch)).value == 3
+
+
+async def test_a_token_never_reaches_the_cache_key() -> None:
+    cache = ListCache(ttl_seconds=30)
+    with running_sandbox() as sandbox:
+        async with CensusClient(sandbox.base_url, "secret-token:sandbox", cache=cache) as census:
+            await census.list_sources()
+    assert all("secret-token" not in part for key in cache._entries for part in key)
+
+
+def test_settings_carry_the_window_and_cap() -> None:
+    from census_mcp.cli import build_parser
+    from census_mcp.settings import from_arguments
+
+    parsed = build_parser().parse_args(["--cache-seconds", "0", "--max-result-bytes", "4096"])
+    settings = from_arguments(parsed, {"CENSUS_API_TOKEN": "secret-token:x"})
+    assert settings.cache_seconds == 0
+    assert settings.max_result_bytes == 4096
+    assert isinstance(settings.token, SecretStr)
