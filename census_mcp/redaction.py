@@ -9,6 +9,7 @@ Two mechanisms, because secrets arrive two ways:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -45,6 +46,7 @@ def _normalize(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", key.lower())
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """Whether a field of this name holds a secret, e.g. `password` or `privateKeyPassphrase`."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
