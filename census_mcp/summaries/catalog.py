@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import ConfigurationField, Listing, SourceType, Table
-from census_mcp.summaries.text import Paged, clean, freshness, page_of, paging_lines, quote
+from census_mcp.summaries.text import Paged, PageRequest, clean, freshness, page_of, paging_lines, quote
 
 _SCHEMAS_SHOWN = 20
 
@@ -31,7 +31,7 @@ class SourceTypeList(Paged):
 
 
 def summarize_source_types(
-    fetched: Fetched[Listing[SourceType]], *, offset: int, limit: int, budget_bytes: int
+    fetched: Fetched[Listing[SourceType]], *, request: PageRequest
 ) -> tuple[str, SourceTypeList]:
     types = fetched.value.items
     creatable = sum(bool(t.creatable_via_api) for t in types)
@@ -58,9 +58,7 @@ def summarize_source_types(
     return page_of(
         types,
         fetched=fetched,
-        offset=offset,
-        limit=limit,
-        budget_bytes=budget_bytes,
+        request=request,
         render=render,
         build=build,
     )
@@ -177,9 +175,7 @@ def summarize_tables(
     *,
     source_id: int,
     search: str | None,
-    offset: int,
-    limit: int,
-    budget_bytes: int,
+    request: PageRequest,
 ) -> tuple[str, TableList]:
     tables = fetched.value.items
     by_schema = dict(Counter(t.table_schema or "" for t in tables).most_common(_SCHEMAS_SHOWN))
@@ -213,9 +209,7 @@ def summarize_tables(
     return page_of(
         tables,
         fetched=fetched,
-        offset=offset,
-        limit=limit,
-        budget_bytes=budget_bytes,
+        request=request,
         render=render,
         build=build,
     )

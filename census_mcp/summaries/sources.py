@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import Listing, Source
 from census_mcp.redaction import mask_secrets
-from census_mcp.summaries.text import Paged, clean, freshness, page_of, paging_lines, quote
+from census_mcp.summaries.text import Paged, PageRequest, clean, freshness, page_of, paging_lines, quote
 
 _VALUE_CHARS = 60
 _STATUS_WORDS = {True: "passed", False: "FAILED", None: "untested"}
@@ -79,10 +79,8 @@ def summarize_source_list(
     matching: Sequence[Source],
     *,
     fetched: Fetched[Listing[Source]],
-    offset: int,
-    limit: int,
+    request: PageRequest,
     selection: SourceFilter,
-    budget_bytes: int,
 ) -> tuple[str, SourceList]:
     """Totals and counts over every match, then one page of compact rows within the budget."""
     counts = SourceCounts(
@@ -115,9 +113,7 @@ def summarize_source_list(
     return page_of(
         matching,
         fetched=fetched,
-        offset=offset,
-        limit=limit,
-        budget_bytes=budget_bytes,
+        request=request,
         render=render,
         build=build,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -52,9 +53,19 @@ def result_size(text: str, structured: BaseModel | dict[str, Any] | None) -> int
     return len(text.encode()) + len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def list_budget_bytes(limit: int, cap_bytes: int) -> int:
-    """A list result may spend about 8 KB per 25 items asked for, never more than the cap."""
-    return min(cap_bytes, max(DEFAULT_PAGE_BYTES, limit * DEFAULT_PAGE_BYTES // DEFAULT_LIMIT))
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a list a call asked for, and the bytes its result may spend."""
+
+    offset: int
+    limit: int
+    budget_bytes: int
+
+    @classmethod
+    def within(cls, *, offset: int, limit: int, cap_bytes: int) -> PageRequest:
+        """About 8 KB per 25 items asked for, never more than the cap."""
+        budget = min(cap_bytes, max(DEFAULT_PAGE_BYTES, limit * DEFAULT_PAGE_BYTES // DEFAULT_LIMIT))
+        return cls(offset=offset, limit=limit, budget_bytes=budget)
 
 
 Row = tuple[BaseModel, str]
@@ -101,16 +112,15 @@ def page_of(
     matching: Sequence[_T],
     *,
     fetched: Fetched[Any],
-    offset: int,
-    limit: int,
-    budget_bytes: int,
+    request: PageRequest,
     render: Callable[[_T], tuple[_I, str]],
     build: Callable[[Sequence[tuple[_I, str]], dict[str, Any], bool], tuple[str, _R]],
 ) -> tuple[str, _R]:
     """One page of `matching`: each item rendered once, then framed by `build(rows, paging, cut)`,
     where `paging` holds the Paged fields. A page that would cross the budget is cut at a whole
     item (cut=True), and next_offset resumes after it."""
-    window = [render(item) for item in matching[offset : offset + limit]]
+    offset = request.offset
+    window = [render(item) for item in matching[offset : offset + request.limit]]
 
     def attempt(shown: int) -> tuple[str, _R]:
         end = offset + shown
@@ -122,7 +132,7 @@ def page_of(
         }
         return build(window[:shown], paging, shown < len(window))
 
-    return fit_to_budget(attempt, window, budget_bytes)
+    return fit_to_budget(attempt, window, request.budget_bytes)
 
 
 def paging_lines(page: Paged, shown: int, noun: str, *, cut: bool) -> list[str]:

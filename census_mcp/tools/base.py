@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from census_mcp.census.client import CensusClient
 from census_mcp.settings import Settings
+from census_mcp.summaries.text import PageRequest
 
 ToolFunction = Callable[..., Awaitable[CallToolResult]]
 
@@ -70,6 +71,10 @@ def census_tool(
 def app_state(ctx: Context[AppState, Any]) -> AppState:
     state: AppState = ctx.request_context.lifespan_context
     return state
+
+
+def page_request(state: AppState, *, offset: int, limit: int) -> PageRequest:
+    return PageRequest.within(offset=offset, limit=limit, cap_bytes=state.settings.max_result_bytes)
 
 
 def tool_result(text: str, structured: BaseModel) -> CallToolResult:

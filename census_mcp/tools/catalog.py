@@ -17,8 +17,8 @@ from census_mcp.summaries.catalog import (
     summarize_source_types,
     summarize_tables,
 )
-from census_mcp.summaries.text import DEFAULT_LIMIT, list_budget_bytes
-from census_mcp.tools.base import AppState, app_state, census_tool, tool_result
+from census_mcp.summaries.text import DEFAULT_LIMIT
+from census_mcp.tools.base import AppState, app_state, census_tool, page_request, tool_result
 from census_mcp.tools.sources import Limit, Offset, Refresh, SourceId, SourceType
 
 
@@ -29,8 +29,7 @@ async def list_source_types(
     """Source types a workspace can connect, and which create_source can create."""
     state = app_state(ctx)
     fetched = await state.census.list_source_types(refresh=refresh)
-    budget = list_budget_bytes(limit, state.settings.max_result_bytes)
-    text, result = summarize_source_types(fetched, offset=offset, limit=limit, budget_bytes=budget)
+    text, result = summarize_source_types(fetched, request=page_request(state, offset=offset, limit=limit))
     return tool_result(text, result)
 
 
@@ -60,8 +59,6 @@ async def list_source_tables(
         fetched,
         source_id=source_id,
         search=search,
-        offset=offset,
-        limit=limit,
-        budget_bytes=list_budget_bytes(limit, state.settings.max_result_bytes),
+        request=page_request(state, offset=offset, limit=limit),
     )
     return tool_result(text, result)

@@ -23,8 +23,8 @@ from census_mcp.summaries.sources import (
     source_text,
     summarize_source_list,
 )
-from census_mcp.summaries.text import DEFAULT_LIMIT, list_budget_bytes, quote
-from census_mcp.tools.base import AppState, app_state, census_tool, tool_result
+from census_mcp.summaries.text import DEFAULT_LIMIT, quote
+from census_mcp.tools.base import AppState, app_state, census_tool, page_request, tool_result
 
 SourceId = Annotated[int, Field(ge=1, description="Source id (from list_sources).")]
 SourceType = Annotated[
@@ -78,10 +78,8 @@ async def list_sources(
     text, result = summarize_source_list(
         [source for source in in_order if selection.matches(source)],
         fetched=fetched,
-        offset=offset,
-        limit=limit,
+        request=page_request(state, offset=offset, limit=limit),
         selection=selection,
-        budget_bytes=list_budget_bytes(limit, state.settings.max_result_bytes),
     )
     return tool_result(text, result)
 
