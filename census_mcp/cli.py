@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from census_mcp import __version__, settings
+from census_mcp.redaction import RedactingFilter
 
 _COMMANDS_HELP = """\
 commands:
@@ -48,16 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.from_arguments(args)
         if args.command != "tools":
             config.require_credentials()
+        _configure_logging(config)
+
+        from census_mcp.server import build_server
+
+        server = build_server(config)
     except settings.SettingsError as exc:
         print(f"census-mcp: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        stream=sys.stderr, level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-    from census_mcp.server import build_server
-
-    server = build_server(config)
     if args.command == "tools":
         return _print_tools(server)
     if args.command == "call":
@@ -72,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _call(server, args.tool, arguments, show_json=args.json)
     server.run()
     return 0
+
+
+def _configure_logging(config: settings.Settings) -> None:
+    """Logs to stderr, each line scrubbed of the token and of values under secret keys."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    token = config.token.get_secret_value() if config.token else None
+    handler.addFilter(RedactingFilter([token] if token else []))
+    logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
 
 
 def _print_tools(server: Any) -> int:

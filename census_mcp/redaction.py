@@ -10,6 +10,7 @@ Two mechanisms, because secrets arrive two ways:
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -108,3 +109,42 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for piece in sorted((p for p in pieces if len(p) >= _MIN_SCRUB_LENGTH), key=len, reverse=True):
         text = text.replace(piece, MASK)
     return text
+
+
+# `key: "value"`, `'key': 'value'` or `key="value"`, as JSON, reprs and log lines spell them.
+_QUOTED_PAIR = re.compile(r"""(["']?)([A-Za-z0-9_.-]+)\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4).)*)\4""")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+")
+
+
+def scrub_pairs(text: str) -> str:
+    """`text` with every quoted value under a secret key masked, and bearer tokens masked."""
+
+    def mask_pair(match: re.Match[str]) -> str:
+        quote, key, separator, value_quote, _ = match.groups()
+        if not is_secret_key(key):
+            return match.group(0)
+        return f"{quote}{key}{quote}{separator}{value_quote}{MASK}{value_quote}"
+
+    return _BEARER.sub(lambda match: match.group(1) + MASK, _QUOTED_PAIR.sub(mask_pair, text))
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs every log record before a handler writes it: known secrets by value, others by key.
+
+    On the handler, not a logger, so that it also covers what the SDK and httpx log.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = [secret for secret in secrets if secret]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(scrub_pairs(message), self._secrets)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info:
+            # Rendered here, so that the traceback's text is scrubbed too.
+            trace = logging.Formatter().formatException(record.exc_info)
+            record.exc_text, record.exc_info = scrub(scrub_pairs(trace), self._secrets), None
+        return True

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -19,13 +20,15 @@ from census_mcp import __version__
 from census_mcp.census.cache import ListCache
 from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import CensusError
+from census_mcp.census.retry import RetryPolicy, deadline
 from census_mcp.settings import Settings
 from census_mcp.summaries.text import result_size
-from census_mcp.tools import ALL_TOOLS, AppState, ToolDefinition
+from census_mcp.tools import AppState, ToolDefinition, select_tools
 from census_mcp.tools.errors import explain_census_error, explain_invalid_arguments
 from census_mcp.tools.schema import compact_arguments, compact_schema, outline_schema
 
 logger = logging.getLogger(__name__)
+_BACKSTOP_SECONDS = 5.0
 
 INSTRUCTIONS = """\
 Manage the data-warehouse sources of a Census (Fivetran Activations) workspace.
@@ -39,17 +42,25 @@ class CensusMCPServer(MCPServer[AppState]):
     """An MCPServer whose tool failures read as advice, never as tracebacks, and whose
     results never cross the size cap."""
 
-    def __init__(self, *, max_result_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.max_result_bytes = max_result_bytes
+        self.max_result_bytes = settings.max_result_bytes
+        self.deadline_seconds = settings.deadline_seconds
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
         try:
-            result = await super().call_tool(name, arguments, context)
+            # Census requests end by the deadline on their own; the hard stop is a backstop.
+            with deadline(self.deadline_seconds), anyio.fail_after(self.deadline_seconds + _BACKSTOP_SECONDS):
+                result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
             raise ToolError(_explain(name, arguments, exc)) from None
+        except TimeoutError:
+            raise ToolError(
+                f"{name} did not finish within {self.deadline_seconds:.0f} s and was stopped. "
+                "Census may be slow: try again later, or ask for less."
+            ) from None
         if isinstance(result, CallToolResult):
             size = result_size(result_text(result), result.structured_content)
             if size > self.max_result_bytes:
@@ -80,9 +91,13 @@ def _explain(name: str, arguments: Mapping[str, Any], exc: ToolError) -> str:
 
 
 def build_server(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
 ) -> CensusMCPServer:
-    """The server for these settings. `transport` overrides how Census is reached (tests, sandbox)."""
+    """The server for these settings. `transport` overrides how Census is reached (tests, sandbox),
+    `retry` how it is retried (tests inject a sleep that does not wait)."""
     if settings.sandbox and transport is None:
         transport, token = _sandbox_transport(settings)
     else:
@@ -99,6 +114,8 @@ def build_server(
             timeout_seconds=settings.timeout_seconds,
             page_concurrency=settings.page_concurrency,
             cache=cache,
+            retry=retry
+            or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),
             transport=transport,
         )
         async with census:
@@ -110,9 +127,9 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
-        max_result_bytes=settings.max_result_bytes,
+        settings=settings,
         log_level=settings.log_level,
-        tools=[_strict_tool(definition) for definition in ALL_TOOLS],
+        tools=[_strict_tool(definition) for definition in select_tools(settings)],
     )
 
 

@@ -54,6 +54,10 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
 def _non_negative_float(value: str) -> float:
     number = float(value)
     if number < 0:
@@ -129,6 +133,47 @@ OPTIONS: tuple[Option, ...] = (
         default=24 * 1024,
     ),
     Option(
+        "max_attempts",
+        "--max-attempts",
+        "CENSUS_MCP_MAX_ATTEMPTS",
+        "Attempts per Census request that is safe to repeat (429, 5xx, timeouts, dropped connections).",
+        parse=_positive_int,
+        default=6,
+    ),
+    Option(
+        "deadline_seconds",
+        "--deadline",
+        "CENSUS_MCP_DEADLINE",
+        "Seconds one tool call may take, retries included.",
+        parse=_positive_float,
+        default=55.0,
+    ),
+    Option(
+        "read_only",
+        "--read-only",
+        "CENSUS_MCP_READ_ONLY",
+        "Offer only the tools that read; the write tools are neither listed nor callable.",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
+        "tools",
+        "--tools",
+        "CENSUS_MCP_TOOLS",
+        "Comma-separated tool names to offer (default: all).",
+        parse=_names,
+        default=(),
+    ),
+    Option(
+        "exclude_tools",
+        "--exclude-tools",
+        "CENSUS_MCP_EXCLUDE_TOOLS",
+        "Comma-separated tool names not to offer.",
+        parse=_names,
+        default=(),
+    ),
+    Option(
         "log_level",
         "--log-level",
         "CENSUS_MCP_LOG_LEVEL",
@@ -150,6 +195,11 @@ class Settings:
     page_concurrency: int = 8
     cache_seconds: float = 30.0
     max_result_bytes: int = 24 * 1024
+    max_attempts: int = 6
+    deadline_seconds: float = 55.0
+    read_only: bool = False
+    tools: tuple[str, ...] = ()
+    exclude_tools: tuple[str, ...] = ()
     log_level: str = "WARNING"
 
     @property

@@ -7,7 +7,9 @@ tested on its own. Every failure leaves as a `CensusError` subclass.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -25,12 +27,16 @@ from census_mcp.census.errors import (
     CensusRequestError,
     CensusResponseError,
     CensusUnavailableError,
+    CensusUnknownOutcomeError,
 )
 from census_mcp.census.models import Listing, Page, RefreshJob, RefreshStatus, Source, SourceType, Table
+from census_mcp.census.retry import IDEMPOTENT_METHODS, RETRY_STATUSES, RetryPolicy
 from census_mcp.redaction import scrub, secret_values
 
 MAX_PER_PAGE = 100
 _M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 _MAX_MESSAGE_CHARS = 500
 
 
@@ -49,11 +55,14 @@ class CensusClient:
         timeout_seconds: float = 30.0,
         page_concurrency: int = 8,
         cache: ListCache | None = None,
+        retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
+        self._timeout_seconds = timeout_seconds
         self._page_concurrency = page_concurrency
+        self._retry = retry if retry is not None else RetryPolicy()
         self._cache = cache if cache is not None else ListCache(ttl_seconds=0)
         self._http = httpx2.AsyncClient(
             base_url=self.base_url + "/",
@@ -187,15 +196,18 @@ class CensusClient:
     async def _page(
         self, path: str, params: Mapping[str, str | int], number: int, model: type[_M]
     ) -> Page[_M]:
-        """One page, parsed straight from its bytes: lists are where the parsing time goes."""
         page_params = {**params, "page": number, "per_page": MAX_PER_PAGE}
-        response = await self._send("GET", path, params=page_params)
-        try:
-            return Page[model].model_validate_json(response.content)  # type: ignore[valid-type]
-        except ValidationError:
-            # Parsed again only to say precisely what was wrong.
-            body = self._json_body(response, self._where("GET", path))
-            return self._parse(Page[model], body)  # type: ignore[valid-type]
+        where = self._where("GET", path)
+
+        def parse(response: httpx2.Response) -> Page[_M]:
+            # Straight from the bytes: lists are where the parsing time goes.
+            try:
+                return Page[model].model_validate_json(response.content)  # type: ignore[valid-type]
+            except ValidationError:
+                # Parsed again only to say precisely what was wrong.
+                return self._parse(Page[model], _json_body(response, where))  # type: ignore[valid-type]
+
+        return await self._send("GET", path, parse, params=page_params)
 
     async def _request(
         self,
@@ -205,44 +217,95 @@ class CensusClient:
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> Any:
-        response = await self._send(method, path, params=params, json=json)
-        return self._json_body(response, self._where(method, path))
+        where = self._where(method, path)
+        return await self._send(
+            method, path, lambda response: _json_body(response, where), params=params, json=json
+        )
 
     def _where(self, method: str, path: str) -> str:
         return f"{method} {self.base_url}/{path}"
-
-    @staticmethod
-    def _json_body(response: httpx2.Response, where: str) -> Any:
-        body = _json_or_none(response)
-        if body is None:
-            raise CensusResponseError(
-                f"{where} answered HTTP {response.status_code} with a body that is not JSON.",
-                status_code=response.status_code,
-            )
-        return body
 
     async def _send(
         self,
         method: str,
         path: str,
+        parse: Callable[[httpx2.Response], _T],
         *,
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
-    ) -> httpx2.Response:
-        """One request; any failure leaves as a CensusError, a success as its response."""
+    ) -> _T:
+        """One request, retried while that is safe and time allows; its parsed answer, or a CensusError.
+
+        GET, PATCH and DELETE are repeated on 429, 5xx, timeouts, dropped connections and
+        unreadable answers. A POST is repeated only when it surely never reached Census (the
+        connection failed before it was sent); when it may have, the error says its outcome
+        is unknown, so that nothing is ever created twice.
+        """
         where = self._where(method, path)
+        policy = self._retry
+        started = policy.clock()
+        idempotent = method in IDEMPOTENT_METHODS
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(method, path, parse, params, json, policy.remaining(started))
+            if not isinstance(outcome, _Failure):
+                return outcome
+            retryable = outcome.before_sending or (idempotent and outcome.transient)
+            elapsed = policy.clock() - started
+            if retryable and attempt < policy.max_attempts:
+                wait = policy.delay(attempt, outcome.retry_after)
+                if wait < policy.remaining(started):
+                    logger.info("Retrying %s in %.2f s after: %s", where, wait, outcome.error.message)
+                    await policy.sleep(wait)
+                    continue
+            raise _final(outcome, attempt, elapsed, unknown=not idempotent and outcome.may_have_reached)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[httpx2.Response], _T],
+        params: Mapping[str, str | int] | None,
+        json: Mapping[str, Any] | None,
+        remaining: float,
+    ) -> _T | _Failure:
+        where = self._where(method, path)
+        if remaining <= 0:
+            return _Failure(CensusConnectionError(f"{where} was not sent: the time for this call ran out."))
+        timeout = min(self._timeout_seconds, remaining)
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            response = await self._http.request(method, path, params=params, json=json, timeout=timeout)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            error: CensusError = CensusConnectionError(
+                f"{where} could not connect to Census ({type(exc).__name__})."
+            )
+            return _Failure(error, before_sending=True)
         except httpx2.TimeoutException:
-            raise CensusConnectionError(f"{where} timed out (no answer from Census).") from None
+            error = CensusConnectionError(
+                f"{where} timed out after {timeout:.1f} s with no answer from Census."
+            )
+            return _Failure(error, may_have_reached=True)
         except httpx2.HTTPError as exc:
-            reason = type(exc).__name__
-            raise CensusConnectionError(f"{where} failed before Census answered: {reason}.") from None
-        if response.is_success:
-            return response
-        raise self._error(
-            response, _json_or_none(response), where, secrets=[*secret_values(json), self._token]
-        )
+            error = CensusConnectionError(
+                f"{where} lost its connection before Census answered ({type(exc).__name__})."
+            )
+            return _Failure(error, may_have_reached=True)
+        if not response.is_success:
+            secrets = [*secret_values(json), self._token]
+            error = self._error(response, _json_or_none(response), where, secrets=secrets)
+            status = response.status_code
+            return _Failure(
+                error,
+                transient=status in RETRY_STATUSES,
+                retry_after=response.headers.get("retry-after"),
+                # A 429 is refused before any work; a 5xx may come after some.
+                may_have_reached=status >= 500,
+            )
+        try:
+            return parse(response)
+        except CensusResponseError as exc:
+            return _Failure(exc, may_have_reached=True)
 
     @staticmethod
     def _error(response: httpx2.Response, body: Any, where: str, *, secrets: list[str]) -> CensusError:
@@ -271,6 +334,37 @@ class CensusClient:
             raise CensusResponseError(
                 f"Census answered with an unexpected {model.__name__} (fields: {', '.join(fields)})."
             ) from None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """One failed attempt, and what it tells about trying again."""
+
+    error: CensusError
+    before_sending: bool = False  # the request never left: repeating it is always safe
+    may_have_reached: bool = False  # Census may have acted on it
+    transient: bool = True  # worth asking again
+    retry_after: str | None = None
+
+
+def _final(failure: _Failure, attempts: int, elapsed: float, *, unknown: bool) -> CensusError:
+    """The error to raise after the last attempt, saying how hard this tried."""
+    message = failure.error.message
+    if attempts > 1:
+        message += f" Gave up after {attempts} attempts over {elapsed:.1f} s."
+    if unknown:
+        return CensusUnknownOutcomeError(message, status_code=failure.error.status_code)
+    return type(failure.error)(message, status_code=failure.error.status_code)
+
+
+def _json_body(response: httpx2.Response, where: str) -> Any:
+    body = _json_or_none(response)
+    if body is None:
+        raise CensusResponseError(
+            f"{where} answered HTTP {response.status_code} with a body that is not JSON.",
+            status_code=response.status_code,
+        )
+    return body
 
 
 def _data(body: Any) -> dict[str, Any]:

@@ -46,3 +46,7 @@ class CensusConnectionError(CensusError):
 
 class CensusResponseError(CensusError):
     """A 2xx answer that is not the JSON Census documents."""
+
+
+class CensusUnknownOutcomeError(CensusError):
+    """A write that may or may not have reached Census: its answer was lost, so its outcome is unknown."""

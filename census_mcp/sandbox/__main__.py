@@ -10,7 +10,7 @@ import asyncio
 
 import uvicorn
 
-from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig, create_sandbox_app
+from census_mcp.sandbox import FAULT_KINDS, SANDBOX_TOKEN, FaultConfig, SandboxConfig, create_sandbox_app
 
 
 def main() -> None:
@@ -19,8 +19,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080, help="Port; 0 picks a free one. Default: 8080.")
     parser.add_argument("--size", type=int, default=60, help="Sources to seed. Default: 60.")
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds added to every request.")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="Share of API requests that fail.")
+    parser.add_argument(
+        "--fault-kinds", default=",".join(FAULT_KINDS), help="Comma list of faults. Default: all of them."
+    )
     args = parser.parse_args()
-    config = SandboxConfig(size=args.size, latency_seconds=args.latency)
+    try:
+        faults = FaultConfig(rate=args.fault_rate, kinds=tuple(args.fault_kinds.split(",")))
+    except ValueError as error:
+        parser.error(str(error))
+    config = SandboxConfig(size=args.size, latency_seconds=args.latency, faults=faults)
     server = uvicorn.Server(
         uvicorn.Config(create_sandbox_app(config), host=args.host, port=args.port, log_level="warning")
     )

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from census_mcp.sandbox.faults import BEFORE_API_FAULTS, NO_FAULTS, FaultConfig, FaultInjector
 from census_mcp.sandbox.seed import build_workspace, iso
 from census_mcp.sandbox.source_types import SOURCE_TYPES, credential_problem
 
@@ -64,17 +65,24 @@ class SandboxConfig:
     latency_seconds: float = 0.0
     refresh_seconds: float = 1.0
     create_returns_full: bool = False
+    faults: FaultConfig = NO_FAULTS
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One served request, timed with perf_counter so tests can count requests and check overlap."""
+    """One served request, timed with perf_counter so tests can count requests and check overlap.
+
+    `fault` is the injected fault kind, if any; `reached_api` is False when the request was answered
+    before the API ran (a fault in front of it, or a 401/403), so tests can tell which writes happened.
+    """
 
     method: str
     path: str
     query: str
     started: float
     finished: float
+    fault: str | None = None
+    reached_api: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,11 +100,20 @@ class Workspace:
     refresh_jobs: dict[int, RefreshJob] = field(default_factory=dict)
     next_refresh_key: int = FIRST_REFRESH_KEY
     requests: list[RequestRecord] = field(default_factory=list)
+    faults: FaultConfig = NO_FAULTS
+    """Read on every request, so a test may replace it while the sandbox is serving."""
+    _injector: FaultInjector | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def seeded(cls, size: int, seed: int) -> Workspace:
+    def seeded(cls, size: int, seed: int, faults: FaultConfig = NO_FAULTS) -> Workspace:
         sources = {source["id"]: source for source in build_workspace(size, seed)}
-        return cls(sources=sources, next_id=max(sources, default=0) + 1)
+        return cls(sources=sources, next_id=max(sources, default=0) + 1, faults=faults)
+
+    def fault_injector(self) -> FaultInjector:
+        """The injector for the current `faults`; replacing `faults` starts its seeded sequence afresh."""
+        if self._injector is None or self._injector.config is not self.faults:
+            self._injector = FaultInjector(self.faults)
+        return self._injector
 
 
 class ApiError(Exception):
@@ -131,7 +148,10 @@ def _render_error(request: Request, exc: Exception) -> Response:
 
 
 class _SandboxMiddleware:
-    """Adds the configured latency, enforces bearer auth and logs every request, including rejected ones."""
+    """Adds the configured latency, injects faults, enforces bearer auth and logs every request.
+
+    Faults that a proxy would answer come before auth; rejected and faulted requests are logged too.
+    """
 
     def __init__(self, app: ASGIApp, workspace: Workspace, config: SandboxConfig) -> None:
         self.app = app
@@ -143,14 +163,17 @@ class _SandboxMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        recorded = False
+        recorded = reached_api = False
+        fault: str | None = None
 
         def record() -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
                 query = scope["query_string"].decode("latin-1")
-                entry = RequestRecord(scope["method"], scope["path"], query, started, time.perf_counter())
+                entry = RequestRecord(
+                    scope["method"], scope["path"], query, started, time.perf_counter(), fault, reached_api
+                )
                 self.workspace.requests.append(entry)
 
         async def send_recorded(message: Message) -> None:
@@ -162,8 +185,17 @@ class _SandboxMiddleware:
         try:
             if self.config.latency_seconds > 0:
                 await asyncio.sleep(self.config.latency_seconds)
-            denial = self._denial(Headers(scope=scope).get("authorization", ""))
-            await (denial.response() if denial else self.app)(scope, receive, send_recorded)
+            injector = self.workspace.fault_injector()
+            fault = injector.draw(scope["method"]) if _is_api_path(scope["path"]) else None
+            answer: ASGIApp
+            if fault in BEFORE_API_FAULTS:
+                answer = injector.response(fault)
+            elif denial := self._denial(Headers(scope=scope).get("authorization", "")):
+                fault, answer = None, denial.response()  # a spoilt answer needs the API to have run
+            else:
+                reached_api = True
+                answer = injector.spoil(fault, self.app) if fault else self.app
+            await answer(scope, receive, send_recorded)
         finally:
             record()
 
@@ -175,6 +207,10 @@ class _SandboxMiddleware:
         if token not in self.config.tokens:
             return ApiError(401, {"status": 401})
         return None
+
+
+def _is_api_path(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(f"{API_PREFIX}/")
 
 
 def _parse_int(raw: str | None) -> int | None:
@@ -424,7 +460,7 @@ class _Endpoints:
 
 def create_sandbox_app(config: SandboxConfig = SandboxConfig()) -> Starlette:
     """Build a fresh sandbox; `app.state.workspace` exposes its state and request log to tests."""
-    workspace = Workspace.seeded(config.size, config.seed)
+    workspace = Workspace.seeded(config.size, config.seed, config.faults)
 
     async def request_log(request: Request) -> Response:
         """The request log, for a benchmark that serves the sandbox in another process."""

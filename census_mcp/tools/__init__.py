@@ -1,5 +1,6 @@
 """The MCP layer: every tool, in the order tools/list shows them."""
 
+from census_mcp.settings import Settings, SettingsError
 from census_mcp.tools.base import AppState, ToolDefinition
 from census_mcp.tools.catalog import get_source_type, list_source_tables, list_source_types
 from census_mcp.tools.refresh import get_refresh_tables_status, refresh_source_tables
@@ -18,4 +19,26 @@ ALL_TOOLS: tuple[ToolDefinition, ...] = (
     list_source_tables,
 )
 
-__all__ = ["ALL_TOOLS", "AppState", "ToolDefinition"]
+
+def select_tools(settings: Settings) -> tuple[ToolDefinition, ...]:
+    """The tools this server offers: read-only mode drops the writes, then the allow and deny lists apply.
+
+    A tool left out is neither listed nor callable. An unknown name fails start-up, so that a
+    typo cannot silently leave a write tool switched on.
+    """
+    known = {tool.name for tool in ALL_TOOLS}
+    unknown = sorted((set(settings.tools) | set(settings.exclude_tools)) - known)
+    if unknown:
+        raise SettingsError(
+            f"Unknown tool name(s) {', '.join(unknown)}; the tools are: {', '.join(sorted(known))}."
+        )
+    return tuple(
+        tool
+        for tool in ALL_TOOLS
+        if (tool.read_only or not settings.read_only)
+        and (not settings.tools or tool.name in settings.tools)
+        and tool.name not in settings.exclude_tools
+    )
+
+
+__all__ = ["ALL_TOOLS", "AppState", "ToolDefinition", "select_tools"]

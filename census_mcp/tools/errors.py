@@ -20,11 +20,17 @@ from census_mcp.census.errors import (
     CensusRequestError,
     CensusResponseError,
     CensusUnavailableError,
+    CensusUnknownOutcomeError,
 )
 
 
 def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
     """The model-facing text for a Census failure, given the tool's (validated) arguments."""
+    if isinstance(exc, CensusUnknownOutcomeError):
+        return (
+            f"The answer from Census was lost, so whether this took effect is unknown: {exc.message} "
+            "Check before repeating it: a refresh is harmless to repeat, a create is not."
+        )
     if isinstance(exc, CensusRequestError):
         said = _sentence(exc.message)
         return f"Census rejected the request ({exc.status_code}): {said} Correct the arguments and retry."

@@ -6,13 +6,17 @@ HTTP, summaries shape the result. Failures are explained in tools/errors.py.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context
+from mcp.server.elicitation import CancelledElicitation, DeclinedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from census_mcp.census.client import CensusClient
+from census_mcp.census.errors import CensusError, CensusUnknownOutcomeError
 from census_mcp.census.models import Source
 from census_mcp.summaries.sources import (
     DeletedSource,
@@ -104,10 +108,62 @@ async def create_source(
     """Connect a new warehouse source; returns it like get_source. get_source_type lists the credentials."""
     census = app_state(ctx).census
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
-    created = await census.create_source({"type": type, **connection})
+    asked_at = datetime.now(UTC)
+    headline = "Created source"
+    try:
+        created = await census.create_source({"type": type, **connection})
+    except CensusUnknownOutcomeError as exc:
+        # Never send the create again: find out whether the lost one took effect.
+        created = await _find_unconfirmed_create(census, exc, type=type, label=label, asked_at=asked_at)
+        headline = "Census did not confirm the create, but it took effect: created source"
     source = created if isinstance(created, Source) else await census.get_source(created)
     detail = source_detail(source)
-    return tool_result(source_text(detail, headline="Created source"), detail)
+    return tool_result(source_text(detail, headline=headline), detail)
+
+
+# Census's clock and ours may differ; a source created this long before the call still counts.
+_CLOCK_SKEW = timedelta(minutes=10)
+
+
+async def _find_unconfirmed_create(
+    census: CensusClient, lost: CensusUnknownOutcomeError, *, type: str, label: str | None, asked_at: datetime
+) -> Source:
+    """The source a create whose answer was lost made, looked up by type, label and creation time."""
+    lost_answer = f"The answer to the create was lost ({lost.message})"
+    try:
+        listing = (await census.list_sources(refresh=True)).value.items
+    except CensusError as exc:
+        raise ToolError(
+            f"{lost_answer}, and looking for the new source failed too ({exc.message}). Do not create it "
+            f"again yet: call list_sources with type={type} and refresh=true first."
+        ) from None
+    candidates = [
+        source
+        for source in listing
+        if source.type == type
+        and (label is None or label in (source.label, source.name))
+        and _created_since(source, asked_at - _CLOCK_SKEW)
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        found = ", ".join(f"#{source.id} {quote(source.name)}" for source in candidates)
+        advice = f"New {type} sources that could be it: {found}. Check them with get_source; create nothing."
+    else:
+        labelled = f" labelled {quote(label)}" if label else ""
+        advice = (
+            f"No new {type} source{labelled} appears in list_sources yet. Check again with list_sources "
+            "(refresh=true) in a minute before trying again, so as not to create it twice."
+        )
+    raise ToolError(f"{lost_answer}, so it is unknown whether Census created it. {advice}")
+
+
+def _created_since(source: Source, since: datetime) -> bool:
+    try:
+        created = datetime.fromisoformat(source.created_at or "")
+    except ValueError:
+        return False
+    return (created if created.tzinfo else created.replace(tzinfo=UTC)) >= since
 
 
 @census_tool(title="Update source", read_only=False, idempotent=True, destructive=True)
@@ -134,6 +190,33 @@ def _connection(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value not in (None, {})}
 
 
+class DeleteConfirmation(BaseModel):
+    confirm: bool = Field(description="Delete it")
+
+
+async def _ask_the_human_to_delete(
+    ctx: Context[AppState, Any], source_id: int, confirm_name: str
+) -> Elicit[DeleteConfirmation] | None:
+    """Where the client can ask its user, the user confirms the delete, not only the model.
+
+    None (no question) where it cannot, or where the name does not match: the name guard
+    then decides, and refuses with the real name.
+    """
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # A bare `elicitation: {}` predates modes and means form support; url-only does not.
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return None
+    source = await app_state(ctx).census.get_source(source_id)
+    if source.name != confirm_name:
+        return None
+    return Elicit(
+        f"Delete the Census source #{source.id} {quote(source.name)} ({source.type})? "
+        "This cannot be undone, and the syncs that use it will stop.",
+        DeleteConfirmation,
+    )
+
+
 @census_tool(title="Delete source", read_only=False, idempotent=True, destructive=True)
 async def delete_source(
     ctx: Context[AppState, Any],
@@ -146,8 +229,13 @@ async def delete_source(
             description="The source's exact current name, as confirmed by the user.",
         ),
     ],
+    confirmation: Annotated[ElicitationResult[DeleteConfirmation], Resolve(_ask_the_human_to_delete)],
 ) -> Annotated[CallToolResult, DeletedSource]:
     """Delete a source permanently, breaking its syncs. Deletes only if confirm_name is its exact name."""
+    if isinstance(confirmation, DeclinedElicitation | CancelledElicitation):
+        raise ToolError(f"Nothing was deleted: the user {confirmation.action}d deleting source #{source_id}.")
+    if confirmation.data is not None and not confirmation.data.confirm:
+        raise ToolError(f"Nothing was deleted: the user did not confirm deleting source #{source_id}.")
     census = app_state(ctx).census
     source = await census.get_source(source_id)
     if confirm_name != source.name:
