@@ -45,7 +45,8 @@ def serve_on_loopback(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        # Do not wait for requests a test left hanging on purpose.
+        server.should_exit = server.force_exit = True
         thread.join(timeout=10)
 
 

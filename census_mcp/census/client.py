@@ -32,12 +32,13 @@ from census_mcp.census.errors import (
 from census_mcp.census.models import Listing, Page, RefreshJob, RefreshStatus, Source, SourceType, Table
 from census_mcp.census.retry import IDEMPOTENT_METHODS, RETRY_STATUSES, RetryPolicy
 from census_mcp.redaction import scrub, secret_values
+from census_mcp.untrusted import quote
 
 MAX_PER_PAGE = 100
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
-_MAX_MESSAGE_CHARS = 500
+_MAX_MESSAGE_CHARS = 300
 
 
 class CensusClient:
@@ -310,8 +311,7 @@ class CensusClient:
     @staticmethod
     def _error(response: httpx2.Response, body: Any, where: str, *, secrets: list[str]) -> CensusError:
         status = response.status_code
-        said = _census_message(body, response)
-        said = scrub(said, secrets) if said else ""
+        said = _census_message(body, response, secrets)
         detail = f": {said}" if said else ""
         if status in (400, 422):
             return CensusRequestError(said or f"HTTP {status} without a message", status_code=status)
@@ -382,14 +382,15 @@ def _json_or_none(response: httpx2.Response) -> Any:
         return None
 
 
-def _census_message(body: Any, response: httpx2.Response) -> str:
-    """What Census said, from whichever error shape it used; a proxy's HTML page says only that."""
+def _census_message(body: Any, response: httpx2.Response, secrets: list[str]) -> str:
+    """What Census said, from whichever error shape it used, scrubbed of secrets it echoed and
+    quoted as data; a proxy's HTML page says only that it was one."""
     if isinstance(body, dict):
         for key in ("message", "error", "errors"):
             value = body.get(key)
             if value:
                 text = value if isinstance(value, str) else json.dumps(value)
-                return text[:_MAX_MESSAGE_CHARS]
+                return quote(scrub(text, secrets), _MAX_MESSAGE_CHARS)
         return ""
     if "html" in response.headers.get("content-type", ""):
         return "an HTML error page (from a proxy or load balancer, not the API)"

@@ -1,14 +1,8 @@
-"""What every summary shares: safe quoting of Census text, sizes, budgets and paging.
-
-Text that comes from Census (names, labels, messages) is data: it is cleaned of control
-characters, shortened and quoted, so it can neither break the layout nor pose as an
-instruction.
-"""
+"""What every summary shares: sizes, budgets and paging (and, re-exported, safe quoting)."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,34 +11,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from census_mcp.census.cache import Fetched
+from census_mcp.untrusted import NAME_CHARS, clean, quote
 
-NAME_CHARS = 80
 DEFAULT_LIMIT = 25
 DEFAULT_PAGE_BYTES = 8192
 
-_CONTROL = re.compile(
-    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]"
-)
+__all__ = ["NAME_CHARS", "clean", "quote"]  # re-exported for the summaries
+
 _R = TypeVar("_R", bound=BaseModel)
 _T = TypeVar("_T")
 _I = TypeVar("_I", bound=BaseModel)
-
-
-def clean(text: str, limit: int = NAME_CHARS) -> str:
-    """`text` without control or ANSI sequences, cut to `limit` characters."""
-    if len(text) <= limit and text.isprintable():
-        return text  # the common case, kept fast: lists clean every name
-    flat = " ".join(_CONTROL.sub(" ", text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def quote(value: Any, limit: int = NAME_CHARS) -> str:
-    """A value from Census as a quoted, escaped literal for text results."""
-    if value is None or isinstance(value, bool | int | float):
-        return json.dumps(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    # clean() leaves no control characters, so only the quote and the backslash need escaping.
-    return '"' + clean(text, limit).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def result_size(text: str, structured: BaseModel | dict[str, Any] | None) -> int:

@@ -59,7 +59,7 @@ def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
 
 def _sentence(text: str) -> str:
     text = text.strip()
-    return text if text.endswith((".", "!", "?")) else text + "."
+    return text if text.endswith((".", "!", "?", '."')) else text + "."
 
 
 def _not_found(exc: CensusNotFoundError, arguments: Mapping[str, Any]) -> str:

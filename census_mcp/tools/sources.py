@@ -233,7 +233,8 @@ async def delete_source(
 ) -> Annotated[CallToolResult, DeletedSource]:
     """Delete a source permanently, breaking its syncs. Deletes only if confirm_name is its exact name."""
     if isinstance(confirmation, DeclinedElicitation | CancelledElicitation):
-        raise ToolError(f"Nothing was deleted: the user {confirmation.action}d deleting source #{source_id}.")
+        answer = "declined" if isinstance(confirmation, DeclinedElicitation) else "cancelled"
+        raise ToolError(f"Nothing was deleted: the user {answer} deleting source #{source_id}.")
     if confirmation.data is not None and not confirmation.data.confirm:
         raise ToolError(f"Nothing was deleted: the user did not confirm deleting source #{source_id}.")
     census = app_state(ctx).census

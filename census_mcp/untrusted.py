@@ -1,0 +1,34 @@
+"""Text that comes from Census (names, labels, messages) is data, never instructions.
+
+It is cleaned of control and ANSI characters, shortened and quoted before it reaches a
+result or an error, so it can neither break the layout nor pose as an instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+NAME_CHARS = 80
+
+_CONTROL = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]"
+)
+
+
+def clean(text: str, limit: int = NAME_CHARS) -> str:
+    """`text` without control or ANSI sequences, cut to `limit` characters."""
+    if len(text) <= limit and text.isprintable():
+        return text  # the common case, kept fast: lists clean every name
+    flat = " ".join(_CONTROL.sub(" ", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def quote(value: Any, limit: int = NAME_CHARS) -> str:
+    """A value from Census as a quoted, escaped literal for text results."""
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    # clean() leaves no control characters, so only the quote and the backslash need escaping.
+    return '"' + clean(text, limit).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,136 @@
+"""Fault injection through the real MCP server: reads survive transient faults, creates are never
+doubled, persistent faults read clearly, and the server keeps serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from census_mcp.census.retry import RetryPolicy
+from census_mcp.sandbox import FaultConfig
+from census_mcp.sandbox.faults import NO_FAULTS
+from census_mcp.server import build_server, result_text
+from census_mcp.settings import Settings
+from tests.conftest import Sandbox, Scripted, running_sandbox
+from tests.helpers import call_error, call_ok
+
+pytestmark = pytest.mark.anyio
+
+# Real sleeps, kept tiny: these tests are about outcomes, test_retries.py about the waits.
+QUICK = RetryPolicy(max_attempts=10, base_delay_seconds=0.001, max_delay_seconds=0.005)
+POSTGRES = {"hostname": "db.internal", "port": 5432, "user": "census", "password": "pw", "database": "dw"}
+TRANSIENT = ("429", "500", "502", "503", "html", "slow", "drop", "truncated", "malformed")
+
+
+@pytest.fixture
+def faulty_sandbox() -> Iterator[Sandbox]:
+    with running_sandbox(refresh_seconds=0.05) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+async def faulty_client(faulty_sandbox: Sandbox) -> AsyncIterator[Client]:
+    settings = faulty_sandbox.settings(timeout_seconds=0.3)
+    async with Client(build_server(settings, retry=QUICK)) as connected:
+        yield connected
+
+
+async def test_every_read_succeeds_under_thirty_percent_transient_faults(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    faulty_sandbox.workspace.faults = FaultConfig(rate=0.3, kinds=TRANSIENT, seed=11, slow_seconds=1)
+    reads = [
+        ("list_sources", {"refresh": True, "test_status": "failed"}),
+        ("get_source", {"source_id": 7}),
+        ("list_source_types", {"refresh": True}),
+        ("get_source_type", {"service_name": "redshift"}),
+        ("list_source_tables", {"source_id": 1, "refresh": True}),
+    ]
+    for round_number in range(6):
+        for tool, arguments in reads:
+            result = await call_ok(faulty_client, tool, arguments)
+            assert result.structured_content is not None, (round_number, tool)
+    faults = [r.fault for r in faulty_sandbox.workspace.requests if r.fault]
+    assert len(faults) >= 10, "the faults must really have been injected"
+    assert len(set(faults)) >= 5
+
+
+@pytest.mark.parametrize("kind", ["drop", "slow", "truncated", "malformed"])
+async def test_a_create_whose_answer_is_lost_is_found_not_repeated(
+    faulty_sandbox: Sandbox, faulty_client: Client, kind: str
+) -> None:
+    before = set(faulty_sandbox.workspace.sources)
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,), methods=("POST",), slow_seconds=1)
+    arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Warehouse (lost answer)"}
+    result = await call_ok(faulty_client, "create_source", arguments)
+    (created,) = set(faulty_sandbox.workspace.sources) - before
+    assert result.structured_content is not None
+    assert result.structured_content["id"] == created
+    assert "did not confirm the create, but it took effect" in result_text(result)
+    assert sum(r.method == "POST" for r in faulty_sandbox.workspace.requests) <= 1
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503", "html"])
+async def test_a_create_that_failed_before_census_says_so_and_creates_nothing(
+    faulty_sandbox: Sandbox, faulty_client: Client, kind: str
+) -> None:
+    before = set(faulty_sandbox.workspace.sources)
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,), methods=("POST",))
+    text = await call_error(faulty_client, "create_source", {"type": "postgres", "credentials": POSTGRES})
+    assert "unknown whether Census created it" in text
+    assert "No new postgres source appears" in text
+    assert "before trying again" in text
+    assert set(faulty_sandbox.workspace.sources) == before
+    assert sum(r.method == "POST" for r in faulty_sandbox.workspace.requests) == 1
+
+
+async def test_two_lookalike_creates_are_named_not_guessed(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("drop",), methods=("POST",))
+    arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Twin"}
+    first = await call_ok(faulty_client, "create_source", arguments)
+    assert first.structured_content is not None
+    text = await call_error(faulty_client, "create_source", arguments)
+    assert "New postgres sources that could be it" in text
+    assert f"#{first.structured_content['id']}" in text
+
+
+async def test_a_refresh_whose_answer_is_lost_says_it_is_harmless_to_repeat(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("drop",), methods=("POST",))
+    text = await call_error(faulty_client, "refresh_source_tables", {"source_id": 3})
+    assert "whether this took effect is unknown" in text
+    assert "a refresh is harmless to repeat" in text
+    assert sum(r.method == "POST" for r in faulty_sandbox.workspace.requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["503", "html", "drop"])
+async def test_persistent_faults_read_clearly_and_the_server_keeps_serving(
+    faulty_sandbox: Sandbox, faulty_client: Client, kind: str
+) -> None:
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,))
+    text = await call_error(faulty_client, "get_source", {"source_id": 5})
+    assert "Gave up after 10 attempts" in text
+    assert ("busy or failing" in text) or ("Could not reach Census" in text)
+    assert "Traceback" not in text
+    faulty_sandbox.workspace.faults = NO_FAULTS
+    assert (await call_ok(faulty_client, "get_source", {"source_id": 5})).structured_content is not None
+    await call_ok(faulty_client, "list_sources", {"refresh": True})
+
+
+async def test_a_tool_call_never_hangs(scripted: tuple[Scripted, str]) -> None:
+    fake, base_url = scripted
+    fake.delay_seconds = 30
+    settings = Settings(token=SecretStr("secret-token:x"), base_url=base_url, deadline_seconds=1.0)
+    async with Client(build_server(settings, retry=QUICK)) as client:
+        started = time.monotonic()
+        text = await call_error(client, "get_source", {"source_id": 1})
+        took = time.monotonic() - started
+    assert took < 5
+    assert ("timed out" in text) or ("time for this call ran out" in text)

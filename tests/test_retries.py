@@ -1,0 +1,226 @@
+"""Retries in the Census client, with an injected sleep and clock so they run in microseconds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+
+from census_mcp.census.client import CensusClient
+from census_mcp.census.errors import (
+    CensusConnectionError,
+    CensusNotFoundError,
+    CensusUnavailableError,
+    CensusUnknownOutcomeError,
+)
+from census_mcp.census.retry import RetryPolicy, deadline
+from census_mcp.sandbox import SANDBOX_TOKEN, FaultConfig
+from census_mcp.sandbox.faults import BEFORE_API_FAULTS, NO_FAULTS
+from tests.conftest import Sandbox, running_sandbox
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+POSTGRES = {"hostname": "db", "port": 5432, "user": "u", "password": "p", "database": "d"}
+
+
+@dataclass
+class FakeTime:
+    """A clock that only moves when the client sleeps: retries cost no real time."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+    on_sleep: list[object] = field(default_factory=list)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def policy(self, **overrides: object) -> RetryPolicy:
+        values: dict[str, object] = {
+            "sleep": self.sleep,
+            "clock": lambda: self.now,
+            "now": lambda: NOW,
+            "jitter": lambda: 0.5,
+        }
+        return RetryPolicy(**(values | overrides))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def faulty() -> Iterator[Sandbox]:
+    with running_sandbox() as sandbox:
+        yield sandbox
+
+
+def _client(sandbox: Sandbox, time: FakeTime, **overrides: object) -> CensusClient:
+    return CensusClient(sandbox.base_url, SANDBOX_TOKEN, retry=time.policy(**overrides), timeout_seconds=0.5)
+
+
+def _attempts(sandbox: Sandbox, method: str, path_end: str) -> int:
+    return sum(1 for r in sandbox.workspace.requests if r.method == method and r.path.endswith(path_end))
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "502", "503", "html", "drop", "truncated", "malformed"])
+async def test_reads_are_retried_until_they_succeed(faulty: Sandbox, kind: str) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,))
+
+    async def heal_after_two(seconds: float) -> None:
+        await time.sleep(seconds)
+        if len(time.sleeps) == 2:
+            faulty.workspace.faults = NO_FAULTS
+
+    async with _client(faulty, time, sleep=heal_after_two) as census:
+        source = await census.get_source(5)
+    assert source.id == 5
+    assert _attempts(faulty, "GET", "/sources/5") == 3
+    assert len(time.sleeps) == 2
+
+
+async def test_a_read_timeout_is_retried(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=2)
+
+    async def heal(seconds: float) -> None:
+        await time.sleep(seconds)
+        faulty.workspace.faults = NO_FAULTS
+
+    async with _client(faulty, time, sleep=heal) as census:
+        assert (await census.get_source(5)).id == 5
+    assert _attempts(faulty, "GET", "/sources/5") == 2
+
+
+async def test_backoff_grows_exponentially_with_jitter(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("503",))
+    async with _client(faulty, time, max_attempts=5, base_delay_seconds=0.5, max_delay_seconds=3) as census:
+        with pytest.raises(CensusUnavailableError) as failure:
+            await census.get_source(5)
+    # Equal jitter at 0.5: three quarters of 0.5, 1, 2, then the 3 s ceiling.
+    assert time.sleeps == [0.375, 0.75, 1.5, 2.25]
+    assert "Gave up after 5 attempts over 4.9 s" in failure.value.message
+    assert "HTTP 503" in failure.value.message
+    assert _attempts(faulty, "GET", "/sources/5") == 5
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "waited"),
+    [
+        ("2", 2.0),
+        ("0.25", 0.25),
+        (format_datetime(datetime(2026, 11, 29, 12, 0, 7, tzinfo=UTC), usegmt=True), 7.0),
+    ],
+)
+async def test_retry_after_is_honoured_in_seconds_or_as_a_date(
+    faulty: Sandbox, retry_after: str, waited: float
+) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), retry_after=retry_after)
+
+    async def heal(seconds: float) -> None:
+        await time.sleep(seconds)
+        faulty.workspace.faults = NO_FAULTS
+
+    async with _client(faulty, time, sleep=heal) as census:
+        await census.get_source(5)
+    assert time.sleeps == [waited]
+
+
+async def test_a_retry_after_beyond_the_budget_gives_up_at_once(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), retry_after="120")
+    async with _client(faulty, time, budget_seconds=30) as census:
+        with pytest.raises(CensusUnavailableError) as failure:
+            await census.get_source(5)
+    assert time.sleeps == []
+    assert "HTTP 429" in failure.value.message
+    assert _attempts(faulty, "GET", "/sources/5") == 1
+
+
+async def test_the_budget_bounds_the_time_spent_retrying(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("500",))
+    async with _client(faulty, time, max_attempts=50, budget_seconds=10, max_delay_seconds=4) as census:
+        with pytest.raises(CensusUnavailableError) as failure:
+            await census.get_source(5)
+    assert sum(time.sleeps) <= 10
+    assert 3 <= len(time.sleeps) < 49
+    assert f"Gave up after {len(time.sleeps) + 1} attempts" in failure.value.message
+
+
+async def test_a_deadline_bounds_retries_too(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("503",))
+    async with _client(faulty, time, max_attempts=50, budget_seconds=100) as census:
+        with deadline(5, clock=lambda: time.now), pytest.raises(CensusUnavailableError):
+            await census.get_source(5)
+    assert sum(time.sleeps) <= 5
+
+
+async def test_errors_that_will_not_change_are_not_retried(faulty: Sandbox) -> None:
+    time = FakeTime()
+    async with _client(faulty, time) as census:
+        with pytest.raises(CensusNotFoundError):
+            await census.get_source(99999)
+    assert time.sleeps == []
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+async def test_patch_and_delete_are_retried(faulty: Sandbox, method: str) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("502",), methods=(method,))
+
+    async def heal(seconds: float) -> None:
+        await time.sleep(seconds)
+        faulty.workspace.faults = NO_FAULTS
+
+    async with _client(faulty, time, sleep=heal) as census:
+        if method == "PATCH":
+            await census.update_source(5, {"label": "Same body twice"})
+        else:
+            await census.delete_source(5)
+    assert _attempts(faulty, method, "/sources/5") == 2
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503", "html", "drop", "slow", "truncated", "malformed"])
+async def test_a_create_that_may_have_reached_census_is_never_sent_again(faulty: Sandbox, kind: str) -> None:
+    time = FakeTime()
+    before = len(faulty.workspace.sources)
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,), methods=("POST",), slow_seconds=2)
+    async with _client(faulty, time) as census:
+        with pytest.raises(CensusUnknownOutcomeError):
+            await census.create_source({"type": "postgres", "credentials": POSTGRES})
+    assert time.sleeps == []
+    # A slow answer is logged only when it finally leaves; the workspace shows the work at once.
+    assert _attempts(faulty, "POST", "/sources") <= 1
+    created = len(faulty.workspace.sources) - before
+    assert created == (0 if kind in BEFORE_API_FAULTS else 1)
+
+
+async def test_a_rate_limited_create_is_not_repeated_either(faulty: Sandbox) -> None:
+    time = FakeTime()
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), methods=("POST",))
+    async with _client(faulty, time) as census:
+        with pytest.raises(CensusUnavailableError):
+            await census.create_source({"type": "postgres", "credentials": POSTGRES})
+    assert _attempts(faulty, "POST", "/sources") == 1
+
+
+async def test_a_post_that_never_left_is_retried() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    time = FakeTime()
+    census = CensusClient(f"http://127.0.0.1:{port}/api/v1", SANDBOX_TOKEN, retry=time.policy(max_attempts=3))
+    async with census:
+        with pytest.raises(CensusConnectionError) as failure:
+            await census.create_source({"type": "postgres", "credentials": POSTGRES})
+    assert len(time.sleeps) == 2
+    assert "could not connect" in failure.value.message
+    assert "Gave up after 3 attempts" in failure.value.message
+    assert not isinstance(failure.value, CensusUnknownOutcomeError)
