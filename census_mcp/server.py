@@ -14,7 +14,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.types import CallToolResult
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError, model_validator
 
 from census_mcp import __version__
 from census_mcp.census.cache import ListCache
@@ -25,7 +25,7 @@ from census_mcp.settings import Settings
 from census_mcp.summaries.text import result_size
 from census_mcp.tools import AppState, ToolDefinition, select_tools
 from census_mcp.tools.errors import explain_census_error, explain_invalid_arguments
-from census_mcp.tools.schema import compact_arguments, compact_schema, outline_schema
+from census_mcp.tools.schema import compact_arguments, compact_schema, outline_schema, require_plain_json
 
 logger = logging.getLogger(__name__)
 _BACKSTOP_SECONDS = 5.0
@@ -154,6 +154,11 @@ def _strict_tool(definition: ToolDefinition) -> Tool:
 
     class StrictArguments(loose):  # type: ignore[valid-type,misc]
         model_config = ConfigDict(extra="forbid", title=loose.__name__)
+
+        @model_validator(mode="after")
+        def _plain_json(self) -> Any:
+            require_plain_json(self.model_dump())
+            return self
 
     tool.fn_metadata.arg_model = StrictArguments
     tool.parameters = compact_arguments(StrictArguments.model_json_schema(by_alias=True))

@@ -151,8 +151,19 @@ async def test_get_source_with_thousands_of_tables_and_models_stays_small(
     assert result.structured_content["data_sources"]["by_kind"]["model"] >= 5000
 
 
-async def test_the_last_guard_refuses_a_result_over_the_cap(client: Client, sandbox: Sandbox) -> None:
+async def test_a_source_with_huge_details_is_shortened_to_fit(client: Client, sandbox: Sandbox) -> None:
     source = sandbox.workspace.sources[2]
     source["connection_details"] = {f"setting_{n}": "v" * 900 for n in range(60)}
-    text = await call_error(client, "get_source", {"source_id": 2})
-    assert "over the 24576-byte cap" in text
+    result = await call_ok(client, "get_source", {"source_id": 2})
+    assert wire_bytes(result) <= 24 * 1024
+    assert result.structured_content is not None
+    details = result.structured_content["connection_details"]
+    assert details["…"].endswith("more fields not shown")
+    assert all(len(value) < 900 for value in details.values())
+
+
+async def test_the_last_guard_refuses_a_result_over_the_cap(sandbox: Sandbox) -> None:
+    async with Client(build_server(sandbox.settings(max_result_bytes=300))) as client:
+        text = await call_error(client, "get_source_type", {"service_name": "snowflake"})
+    assert "over the 300-byte cap" in text
+    assert "Ask for less" in text

@@ -13,6 +13,7 @@ from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import (
     CensusConnectionError,
     CensusNotFoundError,
+    CensusRequestError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
 )
@@ -224,3 +225,13 @@ async def test_a_post_that_never_left_is_retried() -> None:
     assert "could not connect" in failure.value.message
     assert "Gave up after 3 attempts" in failure.value.message
     assert not isinstance(failure.value, CensusUnknownOutcomeError)
+
+
+async def test_content_that_cannot_be_encoded_is_refused_without_a_request(faulty: Sandbox) -> None:
+    time = FakeTime()
+    async with _client(faulty, time) as census:
+        for credentials in ({"password": "\ud800"}, {"port": float("nan")}):
+            with pytest.raises(CensusRequestError, match="cannot be encoded"):
+                await census.create_source({"type": "postgres", "credentials": credentials})
+    assert time.sleeps == []
+    assert faulty.workspace.requests == []

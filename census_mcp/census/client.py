@@ -287,6 +287,10 @@ class CensusClient:
                 f"{where} timed out after {timeout:.1f} s with no answer from Census."
             )
             return _Failure(error, may_have_reached=True)
+        except (UnicodeEncodeError, ValueError) as exc:
+            # The tools' schemas refuse such input first; this keeps the client safe on its own.
+            message = f"{where} could not be sent: its content cannot be encoded ({type(exc).__name__})."
+            return _Failure(CensusRequestError(message), transient=False)
         except httpx2.HTTPError as exc:
             error = CensusConnectionError(
                 f"{where} lost its connection before Census answered ({type(exc).__name__})."

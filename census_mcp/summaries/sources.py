@@ -12,11 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import Listing, Source
 from census_mcp.redaction import mask_secrets
-from census_mcp.summaries.text import Paged, PageRequest, clean, freshness, page_of, paging_lines, quote
+from census_mcp.summaries.text import (
+    Paged,
+    PageRequest,
+    clean,
+    freshness,
+    page_of,
+    paging_lines,
+    quote,
+    result_size,
+)
 
 _VALUE_CHARS = 60
 _STATUS_WORDS = {True: "passed", False: "FAILED", None: "untested"}
-_DETAIL_VALUE_CHARS = 1000
 _FIRST_NAMES = 8
 _KINDS_SHOWN = 10
 
@@ -178,14 +186,38 @@ class SourceDetail(BaseModel):
     )
 
 
-def source_detail(source: Source) -> SourceDetail:
+# Each pass shortens text values and cuts nested collections further, until the result fits.
+_DETAIL_LIMITS = ((1000, 100), (200, 30), (60, 10), (20, 3))
+
+
+def describe_source(source: Source, headline: str, budget_bytes: int) -> tuple[str, SourceDetail]:
+    """A source's text and detail within the budget: however long its values, or however many
+    its connection fields, a write that succeeded must never come back as too large to show."""
     raw = mask_secrets(source.model_dump(mode="json", exclude={"data_sources"}))
-    raw["connection_details"] = {
-        key: clean(value, _DETAIL_VALUE_CHARS) if isinstance(value, str) else value
-        for key, value in raw.get("connection_details", {}).items()
-    }
     summary = None if source.data_sources is None else summarize_data_sources(source.data_sources)
-    return SourceDetail.model_validate({**raw, "data_sources": summary})
+    for chars, items in _DETAIL_LIMITS:
+        fields = {key: _bounded(value, chars, items) for key, value in raw.items()}
+        detail = SourceDetail.model_validate({**fields, "data_sources": summary})
+        text = source_text(detail, headline)
+        if result_size(text, detail) <= budget_bytes:
+            break
+    return text, detail
+
+
+def _bounded(value: Any, chars: int, items: int) -> Any:
+    """`value` with text cut to `chars` and collections to `items` entries, saying what was left out."""
+    if isinstance(value, str):
+        return clean(value, chars)
+    if isinstance(value, list):
+        return [_bounded(item, chars, items) for item in value[:items]]
+    if isinstance(value, dict):
+        kept = {
+            clean(str(key), 60): _bounded(item, chars, items) for key, item in list(value.items())[:items]
+        }
+        if len(value) > items:
+            kept["…"] = f"{len(value) - items} more fields not shown"
+        return kept
+    return value
 
 
 def summarize_data_sources(items: Sequence[Any]) -> DataSourcesSummary:

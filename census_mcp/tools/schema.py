@@ -7,6 +7,7 @@ anyOf; this rewrites them to the same meaning in fewer bytes.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 _NULL = {"type": "null"}
@@ -81,3 +82,22 @@ def _outline(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         types.extend(kind if isinstance(kind, list) else [kind])
     unique = list(dict.fromkeys(types))
     return {"type": unique[0] if len(unique) == 1 else unique}
+
+
+def require_plain_json(value: Any) -> None:
+    """Refuse what JSON cannot carry to Census: text that is not Unicode (lone surrogates) and
+    numbers that are not finite. Raised as ValueError, so it reads as an invalid argument."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (it holds a lone surrogate)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite (not NaN or Infinity)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            require_plain_json(key)
+            require_plain_json(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            require_plain_json(item)

@@ -13,7 +13,7 @@ from mcp.server.elicitation import CancelledElicitation, DeclinedElicitation, El
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import CensusError, CensusUnknownOutcomeError
@@ -23,14 +23,22 @@ from census_mcp.summaries.sources import (
     SourceDetail,
     SourceFilter,
     SourceList,
-    source_detail,
-    source_text,
+    describe_source,
     summarize_source_list,
 )
 from census_mcp.summaries.text import DEFAULT_LIMIT, quote
 from census_mcp.tools.base import AppState, app_state, census_tool, page_request, tool_result
 
-SourceId = Annotated[int, Field(ge=1, description="Source id (from list_sources).")]
+
+def reject_bool(value: Any) -> Any:
+    """JSON true would otherwise pass as the integer 1, and act on source #1."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not true or false")
+    return value
+
+
+NotBool = BeforeValidator(reject_bool)  # last in each Annotated, so the bounds stay in the schema
+SourceId = Annotated[int, Field(ge=1, description="Source id (from list_sources)."), NotBool]
 SourceType = Annotated[
     str,
     Field(
@@ -46,8 +54,8 @@ Credentials = Annotated[
         description="Fields as get_source_type lists them. Never shown back.",
     ),
 ]
-Limit = Annotated[int, Field(ge=1, le=100, description="Items per page.")]
-Offset = Annotated[int, Field(ge=0, description="A result's next_offset.")]
+Limit = Annotated[int, Field(ge=1, le=100, description="Items per page."), NotBool]
+Offset = Annotated[int, Field(ge=0, description="A result's next_offset."), NotBool]
 Refresh = Annotated[bool, Field(description="Bypass the short-lived list cache.")]
 OptionalLabel = Annotated[str | None, Field(min_length=1, max_length=255, description="Display label.")]
 OptionalReadOnly = Annotated[
@@ -93,8 +101,9 @@ async def get_source(
     ctx: Context[AppState, Any], source_id: SourceId
 ) -> Annotated[CallToolResult, SourceDetail]:
     """One source: connection details (secrets masked), last test, models and tables."""
-    detail = source_detail(await app_state(ctx).census.get_source(source_id))
-    return tool_result(source_text(detail), detail)
+    state = app_state(ctx)
+    source = await state.census.get_source(source_id)
+    return tool_result(*describe_source(source, "Source", state.settings.max_result_bytes))
 
 
 @census_tool(title="Create source", read_only=False, idempotent=False)
@@ -117,8 +126,7 @@ async def create_source(
         created = await _find_unconfirmed_create(census, exc, type=type, label=label, asked_at=asked_at)
         headline = "Census did not confirm the create, but it took effect: created source"
     source = created if isinstance(created, Source) else await census.get_source(created)
-    detail = source_detail(source)
-    return tool_result(source_text(detail, headline=headline), detail)
+    return tool_result(*describe_source(source, headline, app_state(ctx).settings.max_result_bytes))
 
 
 # Census's clock and ours may differ; a source created this long before the call still counts.
@@ -181,8 +189,9 @@ async def update_source(
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
     if not connection:
         raise ToolError("Nothing to update: pass at least one of credentials, label or read_only_connection.")
-    detail = source_detail(await app_state(ctx).census.update_source(source_id, connection))
-    return tool_result(source_text(detail, headline="Updated source"), detail)
+    state = app_state(ctx)
+    source = await state.census.update_source(source_id, connection)
+    return tool_result(*describe_source(source, "Updated source", state.settings.max_result_bytes))
 
 
 def _connection(**fields: Any) -> dict[str, Any]:
