@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from census_mcp import __version__, settings
-from census_mcp.redaction import RedactingFilter
+from census_mcp.logs import configure_logging
 
 _COMMANDS_HELP = """\
 commands:
@@ -47,9 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = settings.from_arguments(args)
+        serving_http = args.command is None and config.transport == "http"
         if args.command != "tools":
-            config.require_credentials()
-        _configure_logging(config)
+            config.require_credentials(serving_http=serving_http)
+        configure_logging(config)
+        if serving_http:
+            from census_mcp.http import create_http_app
+
+            _serve_http(config, create_http_app(config))
+            return 0
 
         from census_mcp.server import build_server
 
@@ -73,13 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _configure_logging(config: settings.Settings) -> None:
-    """Logs to stderr, each line scrubbed of the token and of values under secret keys."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    token = config.token.get_secret_value() if config.token else None
-    handler.addFilter(RedactingFilter([token] if token else []))
-    logging.basicConfig(level=config.log_level, handlers=[handler], force=True)
+def _serve_http(config: settings.Settings, app: Any) -> None:
+    """One process; for several workers, run census_mcp.asgi:create_app under uvicorn or gunicorn."""
+    import uvicorn
+
+    print(f"census-mcp: serving MCP at http://{config.host}:{config.port}/mcp", file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_config=None, log_level=config.log_level.lower())
 
 
 def _print_tools(server: Any) -> int:

@@ -54,6 +54,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"must be between 0 and 65535, got {number}")
+    return number
+
+
 def _names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
@@ -174,6 +181,58 @@ OPTIONS: tuple[Option, ...] = (
         default=(),
     ),
     Option(
+        "transport",
+        "--transport",
+        "CENSUS_MCP_TRANSPORT",
+        "stdio (what a client launches) or http (streamable HTTP at /mcp, health at /healthz).",
+        default="stdio",
+        choices=("stdio", "http"),
+    ),
+    Option(
+        "host", "--host", "CENSUS_MCP_HOST", "Address to bind with --transport http.", default="127.0.0.1"
+    ),
+    Option("port", "--port", "CENSUS_MCP_PORT", "Port with --transport http.", parse=_port, default=8000),
+    Option(
+        "auth",
+        "--auth",
+        "CENSUS_MCP_AUTH",
+        "HTTP auth: token (clients present CENSUS_MCP_AUTH_TOKEN; Census gets CENSUS_API_TOKEN) or "
+        "passthrough (each client presents its own Census token).",
+        default="token",
+        choices=("token", "passthrough"),
+    ),
+    Option(
+        "auth_token",
+        "--auth-token",
+        "CENSUS_MCP_AUTH_TOKEN",
+        "The bearer token HTTP clients must present, with --auth token.",
+    ),
+    Option(
+        "no_auth",
+        "--no-auth",
+        "CENSUS_MCP_NO_AUTH",
+        "Serve HTTP without auth; refused unless the host is loopback.",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
+        "allowed_hosts",
+        "--allowed-hosts",
+        "CENSUS_MCP_ALLOWED_HOSTS",
+        "Comma-separated Host headers to accept besides localhost (DNS-rebinding protection).",
+        parse=_names,
+        default=(),
+    ),
+    Option(
+        "allowed_origins",
+        "--allowed-origins",
+        "CENSUS_MCP_ALLOWED_ORIGINS",
+        "Comma-separated Origin headers to accept besides localhost.",
+        parse=_names,
+        default=(),
+    ),
+    Option(
         "log_level",
         "--log-level",
         "CENSUS_MCP_LOG_LEVEL",
@@ -200,6 +259,14 @@ class Settings:
     read_only: bool = False
     tools: tuple[str, ...] = ()
     exclude_tools: tuple[str, ...] = ()
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: Literal["token", "passthrough"] = "token"
+    auth_token: SecretStr | None = None
+    no_auth: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"
 
     @property
@@ -209,13 +276,39 @@ class Settings:
             return SANDBOX_HOST
         return (self.base_url or REGION_BASE_URLS[self.region]).rstrip("/")
 
-    def require_credentials(self) -> None:
-        """Fail at start-up, with one line that says what to set, when Census cannot be called."""
-        if not self.sandbox and self.token is None:
+    @property
+    def passthrough(self) -> bool:
+        """Each HTTP caller brings its own Census token."""
+        return self.transport == "http" and self.auth == "passthrough" and not self.no_auth
+
+    def require_credentials(self, *, serving_http: bool = False) -> None:
+        """Fail at start-up, with one line that says what to set, when Census cannot be called
+        or the HTTP server would be open to anyone."""
+        if serving_http:
+            _require_http_auth_of(self)
+        if not self.sandbox and self.token is None and not self.passthrough:
             raise SettingsError(
                 "No Census API token: set CENSUS_API_TOKEN (or pass --token), "
                 "or pass --sandbox to use the built-in sandbox workspace."
             )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _require_http_auth_of(settings: Settings) -> None:
+    if settings.no_auth:
+        if settings.host not in LOOPBACK_HOSTS:
+            raise SettingsError(
+                f"--no-auth is refused on {settings.host}: without auth, serve on 127.0.0.1 only, "
+                "or set CENSUS_MCP_AUTH_TOKEN, or use --auth passthrough."
+            )
+    elif settings.auth == "token" and settings.auth_token is None:
+        raise SettingsError(
+            "HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN (clients present it as their bearer token), "
+            "or pass --auth passthrough (each client presents its own Census token), "
+            "or --no-auth on a loopback host."
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -246,8 +339,9 @@ def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | N
             values[option.dest] = option.default
             continue
         values[option.dest] = _parse(option, given)
-    if values["token"] is not None:
-        values["token"] = SecretStr(values["token"])
+    for secret in ("token", "auth_token"):
+        if values[secret] is not None:
+            values[secret] = SecretStr(values[secret])
     return Settings(**values)
 
 

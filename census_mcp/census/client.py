@@ -6,6 +6,7 @@ tested on its own. Every failure leaves as a `CensusError` subclass.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -65,9 +66,10 @@ class CensusClient:
         self._page_concurrency = page_concurrency
         self._retry = retry if retry is not None else RetryPolicy()
         self._cache = cache if cache is not None else ListCache(ttl_seconds=0)
+        self._owns_http = True
         self._http = httpx2.AsyncClient(
             base_url=self.base_url + "/",
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={"Accept": "application/json"},
             timeout=timeout_seconds,
             transport=transport,
             follow_redirects=False,
@@ -85,7 +87,16 @@ class CensusClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
+
+    def with_token(self, token: str) -> CensusClient:
+        """A client for the same Census host, connection pool, cache and retries, acting with another
+        token: per-user passthrough. It holds the token only as long as the caller holds it."""
+        client = copy.copy(self)
+        client._token = token
+        client._owns_http = False
+        return client
 
     # Sources
 
@@ -223,6 +234,9 @@ class CensusClient:
             method, path, lambda response: _json_body(response, where), params=params, json=json
         )
 
+    def _auth_header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
     def _where(self, method: str, path: str) -> str:
         return f"{method} {self.base_url}/{path}"
 
@@ -276,7 +290,9 @@ class CensusClient:
             return _Failure(CensusConnectionError(f"{where} was not sent: the time for this call ran out."))
         timeout = min(self._timeout_seconds, remaining)
         try:
-            response = await self._http.request(method, path, params=params, json=json, timeout=timeout)
+            response = await self._http.request(
+                method, path, params=params, json=json, timeout=timeout, headers=self._auth_header()
+            )
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
             error: CensusError = CensusConnectionError(
                 f"{where} could not connect to Census ({type(exc).__name__})."

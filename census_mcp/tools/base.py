@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
@@ -23,6 +24,24 @@ class AppState:
 
     census: CensusClient
     settings: Settings
+
+    def census_for(self, headers: Mapping[str, str] | None) -> CensusClient:
+        """The server's own client; in passthrough mode, that client acting with the caller's token."""
+        if not self.settings.passthrough:
+            return self.census
+        token = bearer_token((headers or {}).get("authorization", ""))
+        if token is None:
+            raise ToolError(
+                "No Census token came with this request: send it as `Authorization: Bearer <token>`."
+            )
+        return self.census.with_token(token)
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,11 @@ def census_tool(
 def app_state(ctx: Context[AppState, Any]) -> AppState:
     state: AppState = ctx.request_context.lifespan_context
     return state
+
+
+def census(ctx: Context[AppState, Any]) -> CensusClient:
+    """The Census client for this call (see AppState.census_for)."""
+    return app_state(ctx).census_for(ctx.headers)
 
 
 def page_request(state: AppState, *, offset: int, limit: int) -> PageRequest:

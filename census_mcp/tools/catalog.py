@@ -18,7 +18,7 @@ from census_mcp.summaries.catalog import (
     summarize_tables,
 )
 from census_mcp.summaries.text import DEFAULT_LIMIT
-from census_mcp.tools.base import AppState, app_state, census_tool, page_request, tool_result
+from census_mcp.tools.base import AppState, app_state, census, census_tool, page_request, tool_result
 from census_mcp.tools.sources import Limit, Offset, Refresh, SourceId, SourceType
 
 
@@ -28,7 +28,7 @@ async def list_source_types(
 ) -> Annotated[CallToolResult, SourceTypeList]:
     """Source types a workspace can connect, and which create_source can create."""
     state = app_state(ctx)
-    fetched = await state.census.list_source_types(refresh=refresh)
+    fetched = await census(ctx).list_source_types(refresh=refresh)
     text, result = summarize_source_types(fetched, request=page_request(state, offset=offset, limit=limit))
     return tool_result(text, result)
 
@@ -39,7 +39,7 @@ async def get_source_type(
 ) -> Annotated[CallToolResult, SourceTypeDetail]:
     """The credential fields create_source needs for a type: required, secret, allowed values, when each
     applies. Use it to build create_source's credentials."""
-    detail = source_type_detail(await app_state(ctx).census.get_source_type(service_name))
+    detail = source_type_detail(await census(ctx).get_source_type(service_name))
     return tool_result(source_type_text(detail), detail)
 
 
@@ -54,7 +54,7 @@ async def list_source_tables(
 ) -> Annotated[CallToolResult, TableList]:
     """A source's warehouse tables: counts per schema, then one page of rows."""
     state = app_state(ctx)
-    fetched = await state.census.list_tables(source_id, search=search, refresh=refresh)
+    fetched = await census(ctx).list_tables(source_id, search=search, refresh=refresh)
     text, result = summarize_tables(
         fetched,
         source_id=source_id,

@@ -11,7 +11,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 
 from census_mcp.summaries.refresh import RefreshJobStatus, refresh_text
-from census_mcp.tools.base import AppState, app_state, census_tool, tool_result
+from census_mcp.tools.base import AppState, census, census_tool, tool_result
 from census_mcp.tools.sources import NotBool, SourceId
 
 RefreshKey = Annotated[int, Field(ge=1, description="From refresh_source_tables."), NotBool]
@@ -34,8 +34,8 @@ async def refresh_source_tables(
 ) -> Annotated[CallToolResult, RefreshJobStatus]:
     """Start a job that re-reads a source's table list. Returns its refresh_key at once, or with
     wait=true when it completes (or, at the timeout, while it is still processing)."""
-    census = app_state(ctx).census
-    refresh_key = await census.refresh_tables(source_id)
+    client = census(ctx)
+    refresh_key = await client.refresh_tables(source_id)
     job = RefreshJobStatus(source_id=source_id, refresh_key=refresh_key, status="processing")
     if wait:
         job.status = await _wait_for(ctx, job, timeout_seconds)
@@ -47,7 +47,7 @@ async def _wait_for(ctx: Context[AppState, Any], job: RefreshJobStatus, timeout_
 
     A cancelled call cancels this await, so polling stops with it.
     """
-    census = app_state(ctx).census
+    client = census(ctx)
     started = time.monotonic()
     pause = _FIRST_POLL_SECONDS
     status = job.status
@@ -57,7 +57,7 @@ async def _wait_for(ctx: Context[AppState, Any], job: RefreshJobStatus, timeout_
             break
         await anyio.sleep(min(pause, left))
         pause = min(pause * 2, _MAX_POLL_SECONDS)
-        status = await census.refresh_tables_status(job.source_id, job.refresh_key)
+        status = await client.refresh_tables_status(job.source_id, job.refresh_key)
         waited = min(time.monotonic() - started, timeout_seconds)
         await ctx.report_progress(
             waited, timeout_seconds, f"Table refresh of source #{job.source_id}: {status}"
@@ -70,6 +70,6 @@ async def get_refresh_tables_status(
     ctx: Context[AppState, Any], source_id: SourceId, refresh_key: RefreshKey
 ) -> Annotated[CallToolResult, RefreshJobStatus]:
     """Whether a refresh_source_tables job is processing or completed."""
-    status = await app_state(ctx).census.refresh_tables_status(source_id, refresh_key)
+    status = await census(ctx).refresh_tables_status(source_id, refresh_key)
     job = RefreshJobStatus(source_id=source_id, refresh_key=refresh_key, status=status)
     return tool_result(refresh_text(job, started=False), job)

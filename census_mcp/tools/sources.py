@@ -27,7 +27,7 @@ from census_mcp.summaries.sources import (
     summarize_source_list,
 )
 from census_mcp.summaries.text import DEFAULT_LIMIT, quote
-from census_mcp.tools.base import AppState, app_state, census_tool, page_request, tool_result
+from census_mcp.tools.base import AppState, app_state, census, census_tool, page_request, tool_result
 
 
 def reject_bool(value: Any) -> Any:
@@ -84,7 +84,7 @@ async def list_sources(
     """The workspace's sources, filtered, with totals and counts by type and test status over all
     matches, then one page of rows. One call answers e.g. "which snowflake sources failed their test"."""
     state = app_state(ctx)
-    fetched = await state.census.list_sources(refresh=refresh)
+    fetched = await census(ctx).list_sources(refresh=refresh)
     in_order = fetched.value.items if order == "desc" else fetched.value.items[::-1]
     selection = SourceFilter(type=type, name_contains=name_contains, test_status=test_status)
     text, result = summarize_source_list(
@@ -102,7 +102,7 @@ async def get_source(
 ) -> Annotated[CallToolResult, SourceDetail]:
     """One source: connection details (secrets masked), last test, models and tables."""
     state = app_state(ctx)
-    source = await state.census.get_source(source_id)
+    source = await census(ctx).get_source(source_id)
     return tool_result(*describe_source(source, "Source", state.settings.max_result_bytes))
 
 
@@ -115,17 +115,17 @@ async def create_source(
     read_only_connection: OptionalReadOnly = None,
 ) -> Annotated[CallToolResult, SourceDetail]:
     """Connect a new warehouse source; returns it like get_source. get_source_type lists the credentials."""
-    census = app_state(ctx).census
+    client = census(ctx)
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
     asked_at = datetime.now(UTC)
     headline = "Created source"
     try:
-        created = await census.create_source({"type": type, **connection})
+        created = await client.create_source({"type": type, **connection})
     except CensusUnknownOutcomeError as exc:
         # Never send the create again: find out whether the lost one took effect.
-        created = await _find_unconfirmed_create(census, exc, type=type, label=label, asked_at=asked_at)
+        created = await _find_unconfirmed_create(client, exc, type=type, label=label, asked_at=asked_at)
         headline = "Census did not confirm the create, but it took effect: created source"
-    source = created if isinstance(created, Source) else await census.get_source(created)
+    source = created if isinstance(created, Source) else await client.get_source(created)
     return tool_result(*describe_source(source, headline, app_state(ctx).settings.max_result_bytes))
 
 
@@ -134,12 +134,12 @@ _CLOCK_SKEW = timedelta(minutes=10)
 
 
 async def _find_unconfirmed_create(
-    census: CensusClient, lost: CensusUnknownOutcomeError, *, type: str, label: str | None, asked_at: datetime
+    client: CensusClient, lost: CensusUnknownOutcomeError, *, type: str, label: str | None, asked_at: datetime
 ) -> Source:
     """The source a create whose answer was lost made, looked up by type, label and creation time."""
     lost_answer = f"The answer to the create was lost ({lost.message})"
     try:
-        listing = (await census.list_sources(refresh=True)).value.items
+        listing = (await client.list_sources(refresh=True)).value.items
     except CensusError as exc:
         raise ToolError(
             f"{lost_answer}, and looking for the new source failed too ({exc.message}). Do not create it "
@@ -190,7 +190,7 @@ async def update_source(
     if not connection:
         raise ToolError("Nothing to update: pass at least one of credentials, label or read_only_connection.")
     state = app_state(ctx)
-    source = await state.census.update_source(source_id, connection)
+    source = await census(ctx).update_source(source_id, connection)
     return tool_result(*describe_source(source, "Updated source", state.settings.max_result_bytes))
 
 
@@ -216,7 +216,7 @@ async def _ask_the_human_to_delete(
     # A bare `elicitation: {}` predates modes and means form support; url-only does not.
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return None
-    source = await app_state(ctx).census.get_source(source_id)
+    source = await census(ctx).get_source(source_id)
     if source.name != confirm_name:
         return None
     return Elicit(
@@ -246,14 +246,14 @@ async def delete_source(
         raise ToolError(f"Nothing was deleted: the user {answer} deleting source #{source_id}.")
     if confirmation.data is not None and not confirmation.data.confirm:
         raise ToolError(f"Nothing was deleted: the user did not confirm deleting source #{source_id}.")
-    census = app_state(ctx).census
-    source = await census.get_source(source_id)
+    client = census(ctx)
+    source = await client.get_source(source_id)
     if confirm_name != source.name:
         raise ToolError(
             f"Nothing was deleted: confirm_name does not match. Source #{source_id} is named "
             f"{quote(source.name, 500)}. Confirm with the user that this is the source to delete, "
             "then call delete_source again with that exact name."
         )
-    await census.delete_source(source_id)
+    await client.delete_source(source_id)
     result = DeletedSource(deleted=True, id=source_id, name=source.name)
     return tool_result(f"Deleted source #{source_id} {quote(source.name)}.", result)
