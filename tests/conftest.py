@@ -30,9 +30,9 @@ def anyio_backend() -> str:
 
 
 @contextmanager
-def serve_on_loopback(app: Any) -> Iterator[str]:
+def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 at a free port, in a thread; yields http://127.0.0.1:PORT."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -45,8 +45,10 @@ def serve_on_loopback(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        # Do not wait for requests a test left hanging on purpose.
-        server.should_exit = server.force_exit = True
+        # Do not wait for requests a test left hanging on purpose (an app with a lifespan
+        # is let shut down in order).
+        server.should_exit = True
+        server.force_exit = lifespan == "off"
         thread.join(timeout=10)
 
 

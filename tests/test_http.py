@@ -1,0 +1,152 @@
+"""The streamable HTTP transport: bearer auth in both modes, per-user passthrough, the health
+check, DNS-rebinding protection, and the ASGI factory, over real loopback sockets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from census_mcp.http import create_http_app
+from census_mcp.sandbox import SANDBOX_TOKEN
+from census_mcp.settings import Settings, SettingsError
+from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
+from tests.helpers import call_error, call_ok
+
+pytestmark = pytest.mark.anyio
+
+AUTH_TOKEN = "mcp-shared-7d41f0"
+ALICE = "secret-token:alice-workspace"
+MALLORY = "secret-token:mallory-no-access"
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The HTTP app on a loopback port; yields its MCP URL."""
+    with serve_on_loopback(create_http_app(settings), lifespan="on") as root:
+        yield f"{root}/mcp"
+
+
+@asynccontextmanager
+async def connected(url: str, token: str | None, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=30)
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        yield client
+
+
+def _shared(sandbox: Sandbox, **overrides: Any) -> Settings:
+    return sandbox.settings(transport="http", auth_token=SecretStr(AUTH_TOKEN), **overrides)
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+async def test_shared_token_mode_serves_both_protocol_eras(sandbox: Sandbox, mode: str, version: str) -> None:
+    with serving(_shared(sandbox)) as url:
+        async with connected(url, AUTH_TOKEN, mode) as client:
+            assert client.protocol_version == version
+            assert len((await client.list_tools()).tools) == 10
+            result = await call_ok(client, "list_sources", {"test_status": "failed"})
+    assert result.structured_content is not None
+    failing = sum(s["last_test_succeeded"] is False for s in sandbox.workspace.sources.values())
+    assert result.structured_content["total"] == failing
+
+
+async def test_requests_without_the_right_token_get_401_with_a_challenge(sandbox: Sandbox) -> None:
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient() as http:
+            missing = await http.post(url, json={})
+            wrong = await http.post(url, json={}, headers={"Authorization": "Bearer not-the-token"})
+            basic = await http.post(url, json={}, headers={"Authorization": f"Basic {AUTH_TOKEN}"})
+            health = await http.get(url.removesuffix("/mcp") + "/healthz")
+    assert missing.status_code == wrong.status_code == basic.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="census-mcp"'
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    assert wrong.json()["error"] == "invalid_token"
+    assert AUTH_TOKEN not in wrong.text
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert sandbox.workspace.requests == []
+
+
+async def test_passthrough_uses_each_callers_own_token_for_that_request_alone() -> None:
+    with running_sandbox(tokens=(ALICE,), forbidden_tokens=(MALLORY,)) as sandbox:
+        settings = Settings(transport="http", auth="passthrough", base_url=sandbox.base_url)
+        with serving(settings) as url:
+            async with connected(url, ALICE) as alice, connected(url, MALLORY) as mallory:
+                first = await call_ok(alice, "list_sources")
+                # Mallory asks for the same list right after: the cache is per token, and
+                # Census refuses her token, so she must not see Alice's list.
+                refused = await call_error(mallory, "list_sources")
+                again = await call_ok(alice, "list_sources")
+                refused_detail = await call_error(mallory, "get_source", {"source_id": 1})
+            async with httpx2.AsyncClient() as http:
+                nobody = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert nobody.status_code == 401
+    assert "lacks access" in refused
+    assert "lacks access" in refused_detail
+    assert first.structured_content is not None
+    assert again.structured_content is not None
+    assert again.structured_content["fetched_at"] == first.structured_content["fetched_at"]
+    assert ALICE not in refused + refused_detail
+    list_reads = [r for r in sandbox.workspace.requests if r.path.endswith("/sources")]
+    # Alice: pages 1 and 2 once (then her cache); Mallory: refused on her own reads.
+    assert len([r for r in list_reads if r.reached_api]) == 2
+
+
+async def test_dns_rebinding_protection_refuses_foreign_hosts_unless_allowed(sandbox: Sandbox) -> None:
+    request = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {AUTH_TOKEN}", "Host": "attacker.example"}
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient() as http:
+            refused = await http.post(url, json=request, headers=headers)
+    assert refused.status_code in (403, 421)
+    with serving(_shared(sandbox, allowed_hosts=("attacker.example",))) as url:
+        async with httpx2.AsyncClient() as http:
+            allowed = await http.post(url, json=request, headers=headers)
+    assert allowed.status_code not in (403, 421)
+
+
+def test_http_without_auth_is_refused_off_loopback() -> None:
+    with pytest.raises(SettingsError, match="CENSUS_MCP_AUTH_TOKEN"):
+        Settings(sandbox=True, transport="http").require_credentials(serving_http=True)
+    everywhere = "0.0.0.0"  # noqa: S104 - the point: no auth there is refused
+    with pytest.raises(SettingsError, match=f"refused on {re.escape(everywhere)}"):
+        Settings(sandbox=True, transport="http", host=everywhere, no_auth=True).require_credentials(
+            serving_http=True
+        )
+    Settings(sandbox=True, transport="http", no_auth=True).require_credentials(serving_http=True)
+    Settings(transport="http", auth="passthrough").require_credentials(serving_http=True)
+
+
+def test_the_asgi_factory_takes_its_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from census_mcp.asgi import create_app
+
+    for name in ("CENSUS_API_TOKEN", "CENSUS_MCP_AUTH_TOKEN", "CENSUS_MCP_NO_AUTH", "CENSUS_MCP_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CENSUS_MCP_SANDBOX", "1")
+    with pytest.raises(SettingsError, match="CENSUS_MCP_AUTH_TOKEN"):
+        create_app()
+    monkeypatch.setenv("CENSUS_MCP_AUTH_TOKEN", AUTH_TOKEN)
+    assert callable(create_app())
+
+
+async def test_the_factory_app_serves_over_loopback(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> None:
+    from census_mcp.asgi import create_app
+
+    monkeypatch.setenv("CENSUS_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("CENSUS_API_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("CENSUS_MCP_AUTH_TOKEN", AUTH_TOKEN)
+    with serve_on_loopback(create_app(), lifespan="on") as root:
+        async with connected(f"{root}/mcp", AUTH_TOKEN) as client:
+            result = await call_ok(client, "get_source", {"source_id": 2})
+    assert result.structured_content is not None
+    assert result.structured_content["id"] == 2
