@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -40,6 +40,16 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
 
+    def healing(self, sandbox: Sandbox, *, after: int = 1) -> Callable[[float], Awaitable[None]]:
+        """A sleep that turns the sandbox's faults off once the client has waited `after` times."""
+
+        async def sleep(seconds: float) -> None:
+            await self.sleep(seconds)
+            if len(self.sleeps) == after:
+                sandbox.workspace.faults = NO_FAULTS
+
+        return sleep
+
     def policy(self, **overrides: object) -> RetryPolicy:
         values: dict[str, object] = {
             "sleep": self.sleep,
@@ -68,13 +78,7 @@ def _attempts(sandbox: Sandbox, method: str, path_end: str) -> int:
 async def test_reads_are_retried_until_they_succeed(faulty: Sandbox, kind: str) -> None:
     time = FakeTime()
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,))
-
-    async def heal_after_two(seconds: float) -> None:
-        await time.sleep(seconds)
-        if len(time.sleeps) == 2:
-            faulty.workspace.faults = NO_FAULTS
-
-    async with _client(faulty, time, sleep=heal_after_two) as census:
+    async with _client(faulty, time, sleep=time.healing(faulty, after=2)) as census:
         source = await census.get_source(5)
     assert source.id == 5
     assert _attempts(faulty, "GET", "/sources/5") == 3
@@ -84,12 +88,7 @@ async def test_reads_are_retried_until_they_succeed(faulty: Sandbox, kind: str) 
 async def test_a_read_timeout_is_retried(faulty: Sandbox) -> None:
     time = FakeTime()
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=2)
-
-    async def heal(seconds: float) -> None:
-        await time.sleep(seconds)
-        faulty.workspace.faults = NO_FAULTS
-
-    async with _client(faulty, time, sleep=heal) as census:
+    async with _client(faulty, time, sleep=time.healing(faulty)) as census:
         assert (await census.get_source(5)).id == 5
     assert _attempts(faulty, "GET", "/sources/5") == 2
 
@@ -120,12 +119,7 @@ async def test_retry_after_is_honoured_in_seconds_or_as_a_date(
 ) -> None:
     time = FakeTime()
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), retry_after=retry_after)
-
-    async def heal(seconds: float) -> None:
-        await time.sleep(seconds)
-        faulty.workspace.faults = NO_FAULTS
-
-    async with _client(faulty, time, sleep=heal) as census:
+    async with _client(faulty, time, sleep=time.healing(faulty)) as census:
         await census.get_source(5)
     assert time.sleeps == [waited]
 
@@ -173,12 +167,7 @@ async def test_errors_that_will_not_change_are_not_retried(faulty: Sandbox) -> N
 async def test_patch_and_delete_are_retried(faulty: Sandbox, method: str) -> None:
     time = FakeTime()
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("502",), methods=(method,))
-
-    async def heal(seconds: float) -> None:
-        await time.sleep(seconds)
-        faulty.workspace.faults = NO_FAULTS
-
-    async with _client(faulty, time, sleep=heal) as census:
+    async with _client(faulty, time, sleep=time.healing(faulty)) as census:
         if method == "PATCH":
             await census.update_source(5, {"label": "Same body twice"})
         else:
