@@ -1,0 +1,114 @@
+"""The Claude Desktop bundle: `mcpb pack` builds a small one from the repo, and once unpacked it
+runs the way manifest.json's mcp_config says and serves the tools over stdio.
+
+`uv run --directory <bundle> census-mcp` locks and installs the project's dependencies before it
+starts the server, and tests may not use the network. So the test runs that exact command and
+those arguments, adding only environment variables uv reads:
+
+- UV_OFFLINE=1: uv never touches the network and resolves, builds and installs from its cache.
+- UV_CACHE_DIR=build/uv-cache: scripts/check fills that cache during setup (online) by running
+  `uv sync` on a copy of the files the bundle ships, so it holds everything the offline run needs.
+- UV_PYTHON=this interpreter, UV_PYTHON_DOWNLOADS=never: the Python the cache was filled for
+  (wheels such as pydantic-core are per version), and never a download.
+
+A wheelhouse (UV_FIND_LINKS + UV_NO_INDEX) is not enough: `uv run` locks for every platform and
+every extra (pywin32 on Windows, the test and bench extras), so the wheelhouse would need all of
+those too, while the cache keeps the index metadata of that lock. The bundle still gets its own
+.venv and uv.lock, built from the unpacked files, as it would on a user's machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from census_mcp.sandbox import SANDBOX_TOKEN
+from tests.conftest import Sandbox
+from tests.helpers import call_ok
+from tests.test_contract import EXPECTED
+from tests.test_real_clients import ROOT, node_tool
+from tests.test_stdio import _environment
+
+UV_CACHE = ROOT / "build" / "uv-cache"
+MAX_BUNDLE_BYTES = 1_000_000
+LEFT_OUT = re.compile(r"(^|/)(\.venv|node_modules|tests|bench|\.git|build|__pycache__)/|\.pyc$")
+
+
+def _mcpb(*arguments: str) -> None:
+    done = subprocess.run(
+        [node_tool("mcpb"), *arguments], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repo packed once, by the same CLI a developer uses to publish the bundle."""
+    packed = tmp_path_factory.mktemp("bundle") / "census-mcp.mcpb"
+    _mcpb("pack", str(ROOT), str(packed))
+    return packed
+
+
+def test_the_bundle_ships_the_server_and_nothing_else(bundle: Path) -> None:
+    """.mcpbignore keeps the virtualenv, the Node tools, tests and caches out of what users download."""
+    assert bundle.stat().st_size < MAX_BUNDLE_BYTES
+    names = zipfile.ZipFile(bundle).namelist()
+    assert {"manifest.json", "pyproject.toml", "README.md", "census_mcp/server.py"} <= set(names)
+    assert [name for name in names if LEFT_OUT.search(name)] == []
+
+
+def _substitute(text: str, values: dict[str, str]) -> str:
+    """Claude Desktop's placeholders: ${__dirname} and ${user_config.KEY}; an unknown one fails."""
+    return re.sub(r"\$\{([^}]+)\}", lambda match: values[match.group(1)], text)
+
+
+@pytest.mark.anyio
+async def test_the_unpacked_bundle_runs_as_its_manifest_says(
+    bundle: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    if not UV_CACHE.is_dir():
+        pytest.fail(f"{UV_CACHE} is missing: run scripts/check, whose setup step fills it")
+    unpacked = tmp_path / "census-mcp"
+    _mcpb("unpack", str(bundle), str(unpacked))
+    config = json.loads((unpacked / "manifest.json").read_text())["server"]["mcp_config"]
+    values = {
+        "__dirname": str(unpacked),
+        "user_config.census_api_token": SANDBOX_TOKEN,
+        "user_config.census_region": "us",
+        "user_config.census_api_base_url": sandbox.base_url,
+        "user_config.read_only": "false",
+    }
+    # `uv` is found on PATH, as Claude Desktop finds it; pip installs it next to this interpreter.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    assert shutil.which(config["command"], path=path), "uv is missing: pip install -e '.[test]'"
+    offline = {
+        "PATH": path,
+        "UV_OFFLINE": "1",
+        "UV_CACHE_DIR": str(UV_CACHE),
+        "UV_PYTHON": sys.executable,
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
+    env = _environment(**offline) | {key: _substitute(value, values) for key, value in config["env"].items()}
+    env.pop("VIRTUAL_ENV", None)  # Claude Desktop runs it with no virtualenv active.
+    params = StdioServerParameters(
+        command=config["command"], args=[_substitute(arg, values) for arg in config["args"]], env=env
+    )
+    async with Client(params) as client:
+        listed = await client.list_tools()
+        assert [tool.name for tool in listed.tools] == EXPECTED
+        result = await call_ok(client, "list_sources", {})
+        assert result.structured_content is not None
+        assert result.structured_content["workspace_total"] == len(sandbox.workspace.sources)
+    # The token and base URL came through mcp_config's env, and the code was the bundle's own.
+    assert any(request.path.endswith("/sources") for request in sandbox.workspace.requests)
+    [installed] = unpacked.glob(".venv/lib/python*/site-packages/census_mcp-*.dist-info/direct_url.json")
+    assert json.loads(installed.read_text())["url"] == unpacked.as_uri()
