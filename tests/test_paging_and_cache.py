@@ -189,3 +189,40 @@ def test_settings_carry_the_window_and_cap() -> None:
     assert settings.cache_seconds == 0
     assert settings.max_result_bytes == 4096
     assert isinstance(settings.token, SecretStr)
+
+
+async def test_concurrent_misses_share_one_fetch_and_hits_do_not_queue() -> None:
+    import anyio
+
+    cache = ListCache(ttl_seconds=30)
+    fetches = 0
+    release = anyio.Event()
+
+    async def slow_fetch() -> int:
+        nonlocal fetches
+        fetches += 1
+        await release.wait()
+        return fetches
+
+    key = ("https://census.test/api/v1", "digest", "sources")
+    results: list[int] = []
+
+    async def read() -> None:
+        results.append((await cache.get(key, slow_fetch)).value)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(read)
+        await anyio.sleep(0.05)
+        release.set()
+    assert fetches == 1
+    assert results == [1] * 5
+    # A fresh entry answers even while a forced refresh of the same key is in flight.
+    release = anyio.Event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: cache.get(key, slow_fetch, refresh=True))
+        await anyio.sleep(0.05)
+        with anyio.fail_after(1):
+            assert (await cache.get(key, slow_fetch)).from_cache
+        release.set()
+    assert fetches == 2

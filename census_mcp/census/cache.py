@@ -53,18 +53,26 @@ class ListCache:
         """The cached value for `key` while fresh, else a new fetch (one at a time per key)."""
         if self.ttl_seconds <= 0:
             return Fetched(await fetch(), datetime.now(UTC), from_cache=False)
+        # A fresh entry is served without queueing behind a fetch of the same key.
+        if not refresh and (hit := self._fresh(key)) is not None:
+            return hit
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
-            entry = self._entries.get(key)
-            if entry is not None and not refresh and self._clock() - entry[0] < self.ttl_seconds:
-                cached: Fetched[T] = entry[1]
-                return Fetched(cached.value, cached.fetched_at, from_cache=True)
+            # A caller that queued here while another fetched gets that fetch, not a new one.
+            if not refresh and (hit := self._fresh(key)) is not None:
+                return hit
             started, generation = self._clock(), self._generation.get(key[0], 0)
             fetched = Fetched(await fetch(), datetime.now(UTC), from_cache=False)
             if generation == self._generation.get(key[0], 0):
                 self._evict_expired()
                 self._entries[key] = (started, fetched)
             return fetched
+
+    def _fresh(self, key: CacheKey) -> Fetched[Any] | None:
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] >= self.ttl_seconds:
+            return None
+        return Fetched(entry[1].value, entry[1].fetched_at, from_cache=True)
 
     def _evict_expired(self) -> None:
         now = self._clock()
