@@ -221,26 +221,37 @@ def _bounded(value: Any, chars: int, items: int) -> Any:
 
 
 def summarize_data_sources(items: Sequence[Any]) -> DataSourcesSummary:
-    kinds: Counter[str] = Counter()
-    first: dict[str, list[str]] = {}
+    """Counts per kind over all items; names only for the first few of each (a source may have
+    thousands, so the per-item work is kept to reading its kind)."""
+    kinds: Counter[str] = Counter(_kind(item) for item in items)
+    shown = [kind for kind, _ in kinds.most_common(_KINDS_SHOWN)]
+    first: dict[str, list[str]] = {kind: [] for kind in shown}
     for item in items:
-        kind, name = _kind_and_name(item)
-        kinds[kind] += 1
-        names = first.setdefault(kind, []) if len(first) < _KINDS_SHOWN or kind in first else []
-        if len(names) < _FIRST_NAMES:
-            names.append(clean(name))
-    return DataSourcesSummary(total=len(items), by_kind=dict(kinds.most_common(_KINDS_SHOWN)), first=first)
+        names = first.get(_kind(item))
+        if names is not None and len(names) < _FIRST_NAMES:
+            names.append(clean(_name(item)))
+            if all(len(names) >= min(_FIRST_NAMES, kinds[kind]) for kind, names in first.items()):
+                break
+    by_kind = {clean(kind, 40): kinds[kind] for kind in shown}
+    return DataSourcesSummary(
+        total=len(items), by_kind=by_kind, first={clean(kind, 40): names for kind, names in first.items()}
+    )
 
 
-def _kind_and_name(item: Any) -> tuple[str, str]:
-    """Census's data_sources entries vary; read a kind and a name from the common field names."""
+def _kind(item: Any) -> str:
+    """Census's data_sources entries vary; the kind comes from whichever common field is there."""
     if not isinstance(item, dict):
-        return "item", str(item)
-    kind = clean(str(item.get("type") or item.get("kind") or item.get("object") or "item"), 40)
+        return "item"
+    return str(item.get("type") or item.get("kind") or item.get("object") or "item")
+
+
+def _name(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
     name = item.get("name") or ".".join(
         str(item[key]) for key in ("table_schema", "table_name") if item.get(key)
     )
-    return kind, str(name or item.get("id", "?"))
+    return str(name or item.get("id", "?"))
 
 
 def source_text(detail: SourceDetail, headline: str = "Source") -> str:
