@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import uvicorn
+from hypothesis import settings as hypothesis_settings
 from mcp import Client
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -22,6 +24,12 @@ from starlette.routing import Route
 from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig, Workspace, create_sandbox_app
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
+
+# CI explores the same examples every run, so a landing never hangs on chance; local runs
+# explore new ones each time.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture
