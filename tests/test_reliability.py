@@ -134,3 +134,18 @@ async def test_a_tool_call_never_hangs(scripted: tuple[Scripted, str]) -> None:
         took = time.monotonic() - started
     assert took < 5
     assert ("timed out" in text) or ("time for this call ran out" in text)
+
+
+async def test_a_create_whose_read_back_fails_still_reports_the_new_id(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    before = set(faulty_sandbox.workspace.sources)
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("503",), methods=("GET",))
+    arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Read back later"}
+    result = await call_ok(faulty_client, "create_source", arguments)
+    (created,) = set(faulty_sandbox.workspace.sources) - before
+    assert result.structured_content is not None
+    assert result.structured_content["id"] == created
+    assert result.structured_content["name"] == "Read back later"
+    assert "Reading the new source back failed" in result_text(result)
+    assert sum(r.method == "POST" for r in faulty_sandbox.workspace.requests) == 1

@@ -125,7 +125,16 @@ async def create_source(
         # Never send the create again: find out whether the lost one took effect.
         created = await _find_unconfirmed_create(client, exc, type=type, label=label, asked_at=asked_at)
         headline = "Census did not confirm the create, but it took effect: created source"
-    source = created if isinstance(created, Source) else await client.get_source(created)
+    if isinstance(created, Source):
+        source = created
+    else:
+        try:
+            source = await client.get_source(created)
+        except CensusError as exc:
+            # The create took effect: say so, or the model would create it again.
+            source = Source(id=created, name=label or f"(new {type} source)", type=type)
+            failed = f"Reading the new source back failed ({exc.message}); get_source shows it later."
+            headline = f"{failed} Created source"
     return tool_result(*describe_source(source, headline, app_state(ctx).settings.max_result_bytes))
 
 
