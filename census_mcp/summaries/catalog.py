@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import ConfigurationField, Listing, SourceType, Table
-from census_mcp.summaries.text import Paged, PageRequest, clean, freshness, page_of, paging_lines, quote
+from census_mcp.summaries.text import Paged, PageRequest, freshness, page_of, paging_lines
+from census_mcp.untrusted import clean, quote
 
 _SCHEMAS_SHOWN = 20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from census_mcp.summaries.text import quote
+from census_mcp.untrusted import quote
 
 
 class RefreshJobStatus(BaseModel):

@@ -12,16 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import Listing, Source
 from census_mcp.redaction import mask_secrets
-from census_mcp.summaries.text import (
-    Paged,
-    PageRequest,
-    clean,
-    freshness,
-    page_of,
-    paging_lines,
-    quote,
-    result_size,
-)
+from census_mcp.summaries.text import Paged, PageRequest, freshness, page_of, paging_lines, result_size
+from census_mcp.untrusted import clean, quote
 
 _VALUE_CHARS = 60
 _STATUS_WORDS = {True: "passed", False: "FAILED", None: "untested"}

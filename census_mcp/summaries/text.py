@@ -1,4 +1,4 @@
-"""What every summary shares: sizes, budgets and paging (and, re-exported, safe quoting)."""
+"""What every summary shares: sizes, budgets and paging."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from census_mcp.census.cache import Fetched
-from census_mcp.untrusted import NAME_CHARS, clean, quote
 
 DEFAULT_LIMIT = 25
 DEFAULT_PAGE_BYTES = 8192
-
-__all__ = ["NAME_CHARS", "clean", "quote"]  # re-exported for the summaries
 
 _R = TypeVar("_R", bound=BaseModel)
 _T = TypeVar("_T")

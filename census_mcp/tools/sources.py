@@ -26,8 +26,9 @@ from census_mcp.summaries.sources import (
     describe_source,
     summarize_source_list,
 )
-from census_mcp.summaries.text import DEFAULT_LIMIT, quote
+from census_mcp.summaries.text import DEFAULT_LIMIT
 from census_mcp.tools.base import AppState, app_state, census, census_tool, page_request, tool_result
+from census_mcp.untrusted import quote
 
 
 def reject_bool(value: Any) -> Any:
