@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 
 from starlette.types import ASGIApp
 
 from census_mcp import settings
 from census_mcp.logs import configure_logging
+
+logger = logging.getLogger(__name__)
 
 
 def create_app() -> ASGIApp:
@@ -26,4 +29,6 @@ def create_app() -> ASGIApp:
     config = dataclasses.replace(settings.from_arguments(argparse.Namespace(), os.environ), transport="http")
     config.require_credentials(serving_http=True)
     configure_logging(config)
+    for warning in config.warnings():
+        logger.warning("%s", warning)
     return create_http_app(config)

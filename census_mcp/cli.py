@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = settings.from_arguments(args)
+        for warning in config.warnings():
+            print(f"census-mcp: warning: {warning}", file=sys.stderr)
         serving_http = args.command is None and config.transport == "http"
         if args.command != "tools":
             config.require_credentials(serving_http=serving_http)

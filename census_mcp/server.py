@@ -17,6 +17,7 @@ from mcp.types import CallToolResult
 from pydantic import ConfigDict, ValidationError, model_validator
 
 from census_mcp import __version__
+from census_mcp.census.api import API_VERSIONS
 from census_mcp.census.cache import ListCache
 from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import CensusError
@@ -111,6 +112,7 @@ def build_server(
         census = CensusClient(
             settings.api_base_url,
             token,
+            api=API_VERSIONS[settings.api_version],
             timeout_seconds=settings.timeout_seconds,
             page_concurrency=settings.page_concurrency,
             cache=cache,
@@ -135,10 +137,10 @@ def build_server(
 
 def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
     """The built-in workspace, served in-process; imported only when asked for."""
-    from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig, create_sandbox_app
+    from census_mcp.sandbox import SANDBOX_TOKENS, SandboxConfig, create_sandbox_app
 
     app = create_sandbox_app(SandboxConfig(size=settings.sandbox_size))
-    return httpx2.ASGITransport(app=app), SANDBOX_TOKEN
+    return httpx2.ASGITransport(app=app), SANDBOX_TOKENS[settings.api_version]
 
 
 def _strict_tool(definition: ToolDefinition) -> Tool:

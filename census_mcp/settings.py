@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
-REGION_BASE_URLS = {
-    "us": "https://app.getcensus.com/api/v1",
-    "eu": "https://app-eu.getcensus.com/api/v1",
-}
-SANDBOX_HOST = "http://census-sandbox.invalid/api/v1"
+from census_mcp.census.api import API_VERSIONS, V1_RETIREMENT, VersionName, default_version
+
+SANDBOX_ORIGIN = "http://census-sandbox.invalid"
+_API_PATH = re.compile(r"/api/(v\d+)/?$")
 
 
 class SettingsError(ValueError):
@@ -80,15 +81,40 @@ def _positive_float(value: str) -> float:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("token", "--token", "CENSUS_API_TOKEN", "Census workspace API token (sent as a bearer token)."),
     Option(
-        "region", "--region", "CENSUS_REGION", "Census region: us or eu.", default="us", choices=("us", "eu")
+        "token",
+        "--token",
+        "CENSUS_API_TOKEN",
+        "Census API token, sent as a bearer token: a workspace API token (secret-token:...) for API v1, "
+        "a personal access token for API v2.",
+    ),
+    Option(
+        "api_version",
+        "--api-version",
+        "CENSUS_API_VERSION",
+        f"Census API version: v1 or v2. Default: v1 until {V1_RETIREMENT.isoformat()}, when Census retires "
+        "it, v2 from then on.",
+        choices=("v1", "v2"),
+    ),
+    Option(
+        "group_id",
+        "--group-id",
+        "CENSUS_GROUP_ID",
+        "API v2: the Fivetran group create_source uses when a call names none.",
+    ),
+    Option(
+        "region",
+        "--region",
+        "CENSUS_REGION",
+        "Census region: us or eu (API v1; API v2 has no known EU host).",
+        default="us",
+        choices=("us", "eu"),
     ),
     Option(
         "base_url",
         "--base-url",
         "CENSUS_API_BASE_URL",
-        "Full API base URL including /api/v1; overrides --region.",
+        "Full API base URL including /api/v1 or /api/v2; overrides --region.",
     ),
     Option(
         "sandbox",
@@ -246,6 +272,8 @@ OPTIONS: tuple[Option, ...] = (
 @dataclass(frozen=True)
 class Settings:
     token: SecretStr | None = None
+    api_version: VersionName = "v1"
+    group_id: str | None = None
     region: Literal["us", "eu"] = "us"
     base_url: str | None = None
     sandbox: bool = False
@@ -269,12 +297,38 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"
 
+    def __post_init__(self) -> None:
+        if self.sandbox:
+            return
+        if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:
+            raise SettingsError(
+                f"API {self.api_version} has no known {self.region.upper()} host: pass --base-url "
+                f"(CENSUS_API_BASE_URL) with the {self.api_version} base URL Census gives you."
+            )
+        named = _API_PATH.search(self.base_url or "")
+        if named and named.group(1) != self.api_version:
+            raise SettingsError(
+                f"--base-url (CENSUS_API_BASE_URL) ends in /api/{named.group(1)}, but the API version is "
+                f"{self.api_version}: make them agree (--api-version / CENSUS_API_VERSION)."
+            )
+
     @property
     def api_base_url(self) -> str:
-        """Where Census is: the sandbox, an explicit base URL, or the region's host."""
+        """Where Census is: the sandbox, an explicit base URL, or the version's host for the region."""
         if self.sandbox:
-            return SANDBOX_HOST
-        return (self.base_url or REGION_BASE_URLS[self.region]).rstrip("/")
+            return f"{SANDBOX_ORIGIN}/api/{self.api_version}"
+        return (self.base_url or API_VERSIONS[self.api_version].hosts[self.region]).rstrip("/")
+
+    def warnings(self) -> list[str]:
+        """Settings that work but are likely mistakes, one line each, for start-up."""
+        found = []
+        if self.token is not None and not self.sandbox:
+            mismatch = API_VERSIONS[self.api_version].token_mismatch(self.token.get_secret_value())
+            if mismatch:
+                found.append(f"API {self.api_version}: {mismatch}")
+        if self.group_id is not None and not API_VERSIONS[self.api_version].has_groups:
+            found.append("CENSUS_GROUP_ID is set, but API v1 has no groups: it is ignored.")
+        return found
 
     @property
     def passthrough(self) -> bool:
@@ -287,9 +341,10 @@ class Settings:
         if serving_http:
             _require_http_auth_of(self)
         if not self.sandbox and self.token is None and not self.passthrough:
+            kind = API_VERSIONS[self.api_version].credential_kind
             raise SettingsError(
-                "No Census API token: set CENSUS_API_TOKEN (or pass --token), "
-                "or pass --sandbox to use the built-in sandbox workspace."
+                f"No Census API token: set CENSUS_API_TOKEN (or pass --token) to a {kind} "
+                f"for API {self.api_version}, or pass --sandbox to use the built-in sandbox workspace."
             )
 
 
@@ -326,8 +381,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from parsed flags, falling back to the environment, then to defaults."""
+def from_arguments(
+    namespace: argparse.Namespace, environ: Mapping[str, str] | None = None, *, today: date | None = None
+) -> Settings:
+    """Settings from parsed flags, falling back to the environment, then to defaults; the API
+    version's default depends on `today` (Census retires v1 on 2027-01-15)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for option in OPTIONS:
@@ -339,6 +397,8 @@ def from_arguments(namespace: argparse.Namespace, environ: Mapping[str, str] | N
             values[option.dest] = option.default
             continue
         values[option.dest] = _parse(option, given)
+    if values["api_version"] is None:
+        values["api_version"] = default_version(today or date.today())
     for secret in ("token", "auth_token"):
         if values[secret] is not None:
             values[secret] = SecretStr(values[secret])

@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig, Workspace, create_sandbox_app
+from census_mcp.census.api import API_VERSIONS as API_VERSION_MAPPINGS
+from census_mcp.census.client import CensusClient
+from census_mcp.sandbox import GROUPS, SANDBOX_TOKENS, SandboxConfig, Workspace, create_sandbox_app
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
 
@@ -60,27 +62,69 @@ def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
         thread.join(timeout=10)
 
 
+API_VERSIONS = ("v1", "v2")
+
+
+@pytest.fixture(params=API_VERSIONS)
+def api_version(request: pytest.FixtureRequest) -> str:
+    """Every test that talks to Census runs once per API version."""
+    version: str = request.param
+    return version
+
+
 @dataclass
 class Sandbox:
-    base_url: str
+    root: str
+    api_version: str
+    token: str
     workspace: Workspace
 
+    @property
+    def prefix(self) -> str:
+        """The API's path, as the sandbox's request log records it: /api/v1 or /api/v2."""
+        return f"/api/{self.api_version}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root + self.prefix
+
+    @property
+    def group_id(self) -> str | None:
+        """The group creates go to, as a v2 user sets CENSUS_GROUP_ID; v1 has none."""
+        return GROUPS[0] if self.api_version == "v2" else None
+
+    def census(self, token: str | None = None, **options: Any) -> CensusClient:
+        """A Census client for this sandbox's API version, with its token or `token`."""
+        api = API_VERSION_MAPPINGS[self.api_version]
+        return CensusClient(self.base_url, token or self.token, api=api, **options)
+
     def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {"token": SecretStr(SANDBOX_TOKEN), "base_url": self.base_url}
+        values: dict[str, Any] = {
+            "token": SecretStr(self.token),
+            "base_url": self.base_url,
+            "api_version": self.api_version,
+            "group_id": self.group_id,
+        }
         return Settings(**(values | overrides))
 
 
 @contextmanager
-def running_sandbox(**config: Any) -> Iterator[Sandbox]:
-    app = create_sandbox_app(SandboxConfig(**config))
+def running_sandbox(
+    api_version: str = "v1", *, tokens: tuple[str, ...] | None = None, **config: Any
+) -> Iterator[Sandbox]:
+    """A sandbox on loopback, spoken to in `api_version`; `tokens` are the ones that version accepts."""
+    accepted = tokens or (SANDBOX_TOKENS[api_version],)
+    app = create_sandbox_app(
+        SandboxConfig(**config, **{"tokens" if api_version == "v1" else "pats": accepted})
+    )
     with serve_on_loopback(app) as root:
-        yield Sandbox(base_url=f"{root}/api/v1", workspace=app.state.workspace)
+        yield Sandbox(root=root, api_version=api_version, token=accepted[0], workspace=app.state.workspace)
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    """A fresh 60-source sandbox on loopback; writes in one test never reach another."""
-    with running_sandbox(refresh_seconds=0.2) as running:
+def sandbox(api_version: str) -> Iterator[Sandbox]:
+    """A fresh 60-source sandbox on loopback, in each API version; writes in one test never reach another."""
+    with running_sandbox(api_version, refresh_seconds=0.2) as running:
         yield running
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from census_mcp.sandbox import SANDBOX_TOKEN
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
 from tests.test_contract import EXPECTED
@@ -82,7 +81,9 @@ async def test_the_unpacked_bundle_runs_as_its_manifest_says(
     config = json.loads((unpacked / "manifest.json").read_text())["server"]["mcp_config"]
     values = {
         "__dirname": str(unpacked),
-        "user_config.census_api_token": SANDBOX_TOKEN,
+        "user_config.census_api_token": sandbox.token,
+        "user_config.census_api_version": sandbox.api_version,
+        "user_config.census_group_id": "",
         "user_config.census_region": "us",
         "user_config.census_api_base_url": sandbox.base_url,
         "user_config.read_only": "false",

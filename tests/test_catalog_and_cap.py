@@ -110,8 +110,8 @@ async def test_list_source_tables_of_an_unknown_source(client: Client) -> None:
     assert "No source with id 424242" in text
 
 
-async def test_a_small_cap_cuts_list_pages_at_a_whole_item() -> None:
-    with running_sandbox(size=300) as sandbox:
+async def test_a_small_cap_cuts_list_pages_at_a_whole_item(api_version: str) -> None:
+    with running_sandbox(api_version, size=300) as sandbox:
         async with Client(build_server(sandbox.settings(max_result_bytes=4000))) as client:
             result = await call_ok(client, "list_sources", {"limit": 100})
             assert wire_bytes(result) <= 4000
@@ -126,8 +126,8 @@ async def test_a_small_cap_cuts_list_pages_at_a_whole_item() -> None:
             assert tables.structured_content["next_offset"] == len(tables.structured_content["tables"])
 
 
-async def test_limit_100_stays_under_the_default_cap_with_long_names() -> None:
-    with running_sandbox(size=500) as sandbox:
+async def test_limit_100_stays_under_the_default_cap_with_long_names(api_version: str) -> None:
+    with running_sandbox(api_version, size=500) as sandbox:
         for source in sandbox.workspace.sources.values():
             source["name"] = "\u00e9" * 300
             source["label"] = "L" * 300

@@ -99,4 +99,11 @@ async def test_the_bundle_manifest_lists_the_same_tools(client: Client) -> None:
     assert [tool["name"] for tool in manifest["tools"]] == [tool["name"] for tool in await _tools(client)]
     assert manifest["user_config"]["census_api_token"]["sensitive"] is True
     env = manifest["server"]["mcp_config"]["env"]
-    assert set(env) == {"CENSUS_API_TOKEN", "CENSUS_REGION", "CENSUS_API_BASE_URL", "CENSUS_MCP_READ_ONLY"}
+    assert set(env) == {
+        "CENSUS_API_TOKEN",
+        "CENSUS_API_VERSION",
+        "CENSUS_GROUP_ID",
+        "CENSUS_REGION",
+        "CENSUS_API_BASE_URL",
+        "CENSUS_MCP_READ_ONLY",
+    }

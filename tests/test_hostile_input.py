@@ -38,14 +38,15 @@ from tests.test_stdio import _environment
 pytestmark = pytest.mark.anyio
 
 # Ids are >= 1, so a path segment of 0 or with a leading zero would mean an id escaped validation.
+# Paths under the API version's prefix (/api/v1 or /api/v2).
 API_PATH = re.compile(
-    r"^/api/v1/(sources(/[1-9][0-9]*(/(refresh_tables|refresh_tables_status|tables))?)?"
+    r"^/(sources(/[1-9][0-9]*(/(refresh_tables|refresh_tables_status|tables))?)?"
     r"|source_types(/[a-z][a-z0-9_]{0,63})?)$"
 )
 METHODS = {
-    "/api/v1/sources": {"GET", "POST"},
-    "/api/v1/sources/N": {"GET", "PATCH", "DELETE"},
-    "/api/v1/sources/N/refresh_tables": {"POST"},
+    "/sources": {"GET", "POST"},
+    "/sources/N": {"GET", "PATCH", "DELETE"},
+    "/sources/N/refresh_tables": {"POST"},
 }
 QUERY_KEYS = frozenset({"page", "per_page", "order", "refresh_key", "search"})
 MAX_ERROR_CHARS = 4096
@@ -189,10 +190,13 @@ def workspace_state(sandbox: Sandbox) -> str:
     return json.dumps([workspace.sources, sorted(workspace.refresh_jobs)], sort_keys=True, default=str)
 
 
-def check_request(request: RequestRecord) -> None:
-    """The request is on one of the API's paths, with a method it takes and a clean query."""
-    assert API_PATH.fullmatch(request.path), f"off the API's paths: {request.method} {request.path!r}"
-    shape = re.sub(r"/[0-9]+", "/N", request.path)
+def check_request(request: RequestRecord, prefix: str) -> None:
+    """The request is on one of the API's paths of the version in use (`prefix`), with a method it takes
+    and a clean query."""
+    assert request.path.startswith(prefix + "/"), f"off the API version: {request.method} {request.path!r}"
+    path = request.path.removeprefix(prefix)
+    assert API_PATH.fullmatch(path), f"off the API's paths: {request.method} {request.path!r}"
+    shape = re.sub(r"/[0-9]+", "/N", path)
     assert request.method in METHODS.get(shape, {"GET"}), f"{request.method} {request.path}"
     if request.query:
         assert request.query.isascii(), request.query
@@ -228,7 +232,7 @@ async def checked_call(
     result = await client.call_tool(tool, arguments)  # must neither raise nor answer with a protocol error
     check_result(result)
     for request in sandbox.workspace.requests[seen:]:
-        check_request(request)
+        check_request(request, sandbox.prefix)
     if result.is_error:
         assert workspace_state(sandbox) == state_before, f"{tool} reported an error but changed the workspace"
     elif tool == "delete_source":
@@ -313,7 +317,8 @@ async def test_huge_ids_are_sent_as_plain_digits(client: Client, sandbox: Sandbo
     result = await checked_call(client, sandbox, "get_source", {"source_id": source_id})
     assert result.is_error
     assert f"No source with id {source_id} exists" in result_text(result)
-    assert [request.path for request in sandbox.workspace.requests] == [f"/api/v1/sources/{source_id}"]
+    paths = [request.path for request in sandbox.workspace.requests]
+    assert paths == [f"{sandbox.prefix}/sources/{source_id}"]
 
 
 @pytest.mark.parametrize(
@@ -336,7 +341,7 @@ async def test_a_search_is_sent_as_one_encoded_value(client: Client, sandbox: Sa
     sent = [request for request in sandbox.workspace.requests if request.path.endswith("/tables")]
     assert sent
     for request in sent:
-        check_request(request)
+        check_request(request, sandbox.prefix)
         assert "search=%26page%3D2%23x" in request.query
         pairs = parse_qsl(request.query, strict_parsing=True)
         assert [value for key, value in pairs if key == "search"] == [search]

@@ -15,7 +15,6 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from census_mcp.http import create_http_app
-from census_mcp.sandbox import SANDBOX_TOKEN
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
 from tests.helpers import call_error, call_ok
@@ -25,6 +24,7 @@ pytestmark = pytest.mark.anyio
 AUTH_TOKEN = "mcp-shared-7d41f0"
 ALICE = "secret-token:alice-workspace"
 MALLORY = "secret-token:mallory-no-access"
+PASSTHROUGH_TOKENS = {"v1": (ALICE, MALLORY), "v2": ("alice-personal-access-token", "mallory-no-access-pat")}
 
 
 @contextmanager
@@ -75,11 +75,13 @@ async def test_requests_without_the_right_token_get_401_with_a_challenge(sandbox
     assert sandbox.workspace.requests == []
 
 
-async def test_passthrough_uses_each_callers_own_token_for_that_request_alone() -> None:
-    with running_sandbox(tokens=(ALICE,), forbidden_tokens=(MALLORY,)) as sandbox:
-        settings = Settings(transport="http", auth="passthrough", base_url=sandbox.base_url)
+async def test_passthrough_uses_each_callers_own_token_for_that_request_alone(api_version: str) -> None:
+    """Each user's own workspace token on v1, their own personal access token on v2."""
+    alice_token, mallory_token = PASSTHROUGH_TOKENS[api_version]
+    with running_sandbox(api_version, tokens=(alice_token,), forbidden_tokens=(mallory_token,)) as sandbox:
+        settings = sandbox.settings(transport="http", auth="passthrough", token=None)
         with serving(settings) as url:
-            async with connected(url, ALICE) as alice, connected(url, MALLORY) as mallory:
+            async with connected(url, alice_token) as alice, connected(url, mallory_token) as mallory:
                 first = await call_ok(alice, "list_sources")
                 # Mallory asks for the same list right after: the cache is per token, and
                 # Census refuses her token, so she must not see Alice's list.
@@ -94,7 +96,7 @@ async def test_passthrough_uses_each_callers_own_token_for_that_request_alone() 
     assert first.structured_content is not None
     assert again.structured_content is not None
     assert again.structured_content["fetched_at"] == first.structured_content["fetched_at"]
-    assert ALICE not in refused + refused_detail
+    assert alice_token not in refused + refused_detail
     list_reads = [r for r in sandbox.workspace.requests if r.path.endswith("/sources")]
     # Alice: pages 1 and 2 once (then her cache); Mallory: refused on her own reads.
     assert len([r for r in list_reads if r.reached_api]) == 2
@@ -142,7 +144,8 @@ async def test_the_factory_app_serves_over_loopback(
 ) -> None:
     from census_mcp.asgi import create_app
 
-    monkeypatch.setenv("CENSUS_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("CENSUS_API_TOKEN", sandbox.token)
+    monkeypatch.setenv("CENSUS_API_VERSION", sandbox.api_version)
     monkeypatch.setenv("CENSUS_API_BASE_URL", sandbox.base_url)
     monkeypatch.setenv("CENSUS_MCP_AUTH_TOKEN", AUTH_TOKEN)
     with serve_on_loopback(create_app(), lifespan="on") as root:

@@ -46,8 +46,8 @@ async def test_waiting_returns_when_the_job_completes_and_reports_progress() -> 
     assert 2 <= _polls(sandbox) <= 4
 
 
-async def test_at_the_timeout_it_returns_still_processing_with_the_key() -> None:
-    with running_sandbox(refresh_seconds=30) as sandbox:
+async def test_at_the_timeout_it_returns_still_processing_with_the_key(api_version: str) -> None:
+    with running_sandbox(api_version, refresh_seconds=30) as sandbox:
         async with Client(build_server(sandbox.settings())) as client:
             started = time.monotonic()
             result = await call_ok(
@@ -69,8 +69,8 @@ async def test_without_wait_it_returns_at_once(client: Client, sandbox: Sandbox)
     assert _polls(sandbox) == 0
 
 
-async def test_cancelling_the_call_stops_the_polling() -> None:
-    with running_sandbox(refresh_seconds=60) as sandbox:
+async def test_cancelling_the_call_stops_the_polling(api_version: str) -> None:
+    with running_sandbox(api_version, refresh_seconds=60) as sandbox:
         async with Client(build_server(sandbox.settings())) as client:
             with anyio.move_on_after(1.2):
                 await client.call_tool("refresh_source_tables", {"source_id": 3, "wait": True})

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from mcp import Client
 from pydantic import SecretStr
 
 from census_mcp.census.retry import RetryPolicy
-from census_mcp.sandbox import FaultConfig
+from census_mcp.sandbox import GROUPS, FaultConfig
 from census_mcp.sandbox.faults import NO_FAULTS
+from census_mcp.sandbox.seed import iso
 from census_mcp.server import build_server, result_text
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox, Scripted, running_sandbox
-from tests.helpers import call_error, call_ok
+from tests.helpers import call, call_error, call_ok
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +29,8 @@ TRANSIENT = ("429", "500", "502", "503", "html", "slow", "drop", "truncated", "m
 
 
 @pytest.fixture
-def faulty_sandbox() -> Iterator[Sandbox]:
-    with running_sandbox(refresh_seconds=0.05) as sandbox:
+def faulty_sandbox(api_version: str) -> Iterator[Sandbox]:
+    with running_sandbox(api_version, refresh_seconds=0.05) as sandbox:
         yield sandbox
 
 
@@ -88,16 +90,56 @@ async def test_a_create_that_failed_before_census_says_so_and_creates_nothing(
     assert sum(r.method == "POST" for r in faulty_sandbox.workspace.requests) == 1
 
 
-async def test_two_lookalike_creates_are_named_not_guessed(
+async def test_a_lost_create_is_never_credited_with_a_source_that_was_already_there(
     faulty_sandbox: Sandbox, faulty_client: Client
 ) -> None:
-    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("drop",), methods=("POST",))
+    """A twin of a source made a moment ago: v1 creates a second one, and the lookup finds that one,
+    not the first; v2 refuses the taken name (409), and the lookup says nothing new appeared."""
     arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Twin"}
     first = await call_ok(faulty_client, "create_source", arguments)
     assert first.structured_content is not None
-    text = await call_error(faulty_client, "create_source", arguments)
+    first_id = first.structured_content["id"]
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("drop",), methods=("POST",))
+    before = set(faulty_sandbox.workspace.sources)
+    result = await call(faulty_client, "create_source", arguments)
+    made = set(faulty_sandbox.workspace.sources) - before
+    text = result_text(result)
+    if faulty_sandbox.api_version == "v1":
+        (second,) = made
+        assert not result.is_error, text
+        assert result.structured_content is not None
+        assert result.structured_content["id"] == second != first_id
+    else:
+        assert made == set()
+        assert result.is_error
+        assert 'No new postgres source labelled "Twin" appears' in text
+        assert f"#{first_id}" not in text
+
+
+async def test_lookalikes_created_meanwhile_are_named_not_guessed(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    await call_ok(faulty_client, "list_sources")  # what the create will take as already there
+    # Someone else creates a lookalike, not through this server, so the cached list does not have it.
+    theirs = max(faulty_sandbox.workspace.sources) + 100
+    lookalike = faulty_sandbox.workspace.sources[1] | {
+        "id": theirs,
+        "name": "Twin (theirs)",
+        "label": "Twin",
+        "type": "postgres",
+        "created_at": iso(datetime.now(UTC)),
+        "group_id": GROUPS[0],
+    }
+    faulty_sandbox.workspace.sources[theirs] = lookalike
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("drop",), methods=("POST",))
+    before = set(faulty_sandbox.workspace.sources)
+    text = await call_error(
+        faulty_client, "create_source", {"type": "postgres", "credentials": POSTGRES, "label": "Twin"}
+    )
+    (ours,) = set(faulty_sandbox.workspace.sources) - before
     assert "New postgres sources that could be it" in text
-    assert f"#{first.structured_content['id']}" in text
+    assert f"#{theirs} " in text
+    assert f"#{ours} " in text
 
 
 async def test_a_refresh_whose_answer_is_lost_says_it_is_harmless_to_repeat(

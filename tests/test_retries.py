@@ -61,13 +61,13 @@ class FakeTime:
 
 
 @pytest.fixture
-def faulty() -> Iterator[Sandbox]:
-    with running_sandbox() as sandbox:
+def faulty(api_version: str) -> Iterator[Sandbox]:
+    with running_sandbox(api_version) as sandbox:
         yield sandbox
 
 
 def _client(sandbox: Sandbox, time: FakeTime, **overrides: object) -> CensusClient:
-    return CensusClient(sandbox.base_url, SANDBOX_TOKEN, retry=time.policy(**overrides), timeout_seconds=0.5)
+    return sandbox.census(retry=time.policy(**overrides), timeout_seconds=0.5)
 
 
 def _attempts(sandbox: Sandbox, method: str, path_end: str) -> int:
@@ -182,7 +182,9 @@ async def test_a_create_that_may_have_reached_census_is_never_sent_again(faulty:
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,), methods=("POST",), slow_seconds=2)
     async with _client(faulty, time) as census:
         with pytest.raises(CensusUnknownOutcomeError):
-            await census.create_source({"type": "postgres", "credentials": POSTGRES})
+            await census.create_source(
+                {"type": "postgres", "credentials": POSTGRES}, group_id=faulty.group_id
+            )
     assert time.sleeps == []
     # A slow answer is logged only when it finally leaves; the workspace shows the work at once.
     assert _attempts(faulty, "POST", "/sources") <= 1
@@ -195,7 +197,9 @@ async def test_a_rate_limited_create_is_not_repeated_either(faulty: Sandbox) -> 
     faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), methods=("POST",))
     async with _client(faulty, time) as census:
         with pytest.raises(CensusUnavailableError):
-            await census.create_source({"type": "postgres", "credentials": POSTGRES})
+            await census.create_source(
+                {"type": "postgres", "credentials": POSTGRES}, group_id=faulty.group_id
+            )
     assert _attempts(faulty, "POST", "/sources") == 1
 
 

@@ -55,6 +55,8 @@ def _canary(kind: str) -> str:
 
 TOKEN_CANARY = _canary("token")
 TOKEN = f"secret-token:{TOKEN_CANARY}"
+# API v2 takes a personal access token: a secret like the workspace token, with the same canary.
+TOKENS = {"v1": TOKEN, "v2": f"pat-{TOKEN_CANARY}"}
 PASSWORD = _canary("pw")
 UPDATED_PASSWORD = _canary("pw")
 REJECTED_PASSWORD = _canary("pw")
@@ -117,23 +119,33 @@ async def _every_secret_bearing_call(client: Client, sandbox: Sandbox) -> list[s
 
 
 @asynccontextmanager
-async def served_over_stdio(base_url: str, stderr_path: Path) -> AsyncIterator[Client]:
+async def served_over_stdio(
+    base_url: str, stderr_path: Path, *, api_version: str = "v1", group_id: str | None = None
+) -> AsyncIterator[Client]:
     """The real console script at DEBUG, for this Census, its stderr (every log line) in a file."""
     params = StdioServerParameters(
         command=_console_script(),
         args=["--log-level", "DEBUG"],
-        env=_environment(CENSUS_API_TOKEN=TOKEN, CENSUS_API_BASE_URL=base_url),
+        env=_environment(
+            CENSUS_API_TOKEN=TOKENS[api_version],
+            CENSUS_API_VERSION=api_version,
+            CENSUS_API_BASE_URL=base_url,
+            CENSUS_GROUP_ID=group_id or "",
+        ),
     )
     with stderr_path.open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
             yield client
 
 
-async def test_no_secret_in_any_result_nor_in_debug_logs_over_stdio(tmp_path: Path) -> None:
+async def test_no_secret_in_any_result_nor_in_debug_logs_over_stdio(api_version: str, tmp_path: Path) -> None:
     """Every result a model sees, and everything the server, the SDK and httpx2 log at DEBUG."""
     stderr_path = tmp_path / "stderr.log"
-    with running_sandbox(tokens=(TOKEN,)) as sandbox:
-        async with served_over_stdio(sandbox.base_url, stderr_path) as client:
+    with running_sandbox(api_version, tokens=(TOKENS[api_version],)) as sandbox:
+        served = served_over_stdio(
+            sandbox.base_url, stderr_path, api_version=api_version, group_id=sandbox.group_id
+        )
+        async with served as client:
             shown = await _every_secret_bearing_call(client, sandbox)
     for number, text in enumerate(shown):
         assert_no_secret(text, f"result {number}")
@@ -248,16 +260,20 @@ async def _raised(call: Callable[[], Awaitable[object]], kind: type[CensusError]
     return caught.value
 
 
-async def test_settings_client_and_errors_render_without_secrets(echoing: tuple[EchoingCensus, str]) -> None:
+async def test_settings_client_and_errors_render_without_secrets(
+    api_version: str, echoing: tuple[EchoingCensus, str]
+) -> None:
     """repr(), str() and tracebacks are what logs and crash reports hold."""
     settings = Settings(token=SecretStr(TOKEN), base_url="http://127.0.0.1:9/api/v1")
     rendered = {"Settings": _every_rendering(settings)}
     fake, fake_url = echoing
-    with running_sandbox(tokens=(TOKEN,)) as sandbox:
-        async with CensusClient(sandbox.base_url, TOKEN, retry=FAST_RETRY) as census:
+    with running_sandbox(api_version, tokens=(TOKENS[api_version],)) as sandbox:
+        async with sandbox.census(retry=FAST_RETRY) as census:
             rendered["CensusClient"] = _every_rendering(census)
             missing = await _raised(lambda: census.get_source(99999), CensusNotFoundError)
-            refused = await _raised(lambda: census.create_source(REJECTED_CREATE), CensusRequestError)
+            refused = await _raised(
+                lambda: census.create_source(REJECTED_CREATE, group_id=sandbox.group_id), CensusRequestError
+            )
     rendered["404 from the sandbox"] = _every_rendering(missing)
     rendered["422 from the sandbox"] = _every_rendering(refused)
     assert "Missing required credential: database" in refused.message

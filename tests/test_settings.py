@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
+from census_mcp.census.api import V1
 from census_mcp.cli import build_parser
-from census_mcp.settings import REGION_BASE_URLS, Settings, SettingsError, from_arguments
+from census_mcp.settings import Settings, SettingsError, from_arguments
+
+BEFORE_RETIREMENT, RETIREMENT_DAY = date(2026, 12, 1), date(2027, 1, 15)
 
 
-def _settings(*argv: str, **env: str) -> Settings:
-    return from_arguments(build_parser().parse_args(list(argv)), env)
+def _settings(*argv: str, today: date = BEFORE_RETIREMENT, **env: str) -> Settings:
+    return from_arguments(build_parser().parse_args(list(argv)), env, today=today)
 
 
 def test_defaults_point_at_the_us_region() -> None:
@@ -19,7 +24,9 @@ def test_defaults_point_at_the_us_region() -> None:
 
 
 def test_region_and_base_url() -> None:
-    assert _settings(CENSUS_REGION="eu").api_base_url == REGION_BASE_URLS["eu"]
+    assert (
+        _settings(CENSUS_REGION="eu").api_base_url == V1.hosts["eu"] == "https://app-eu.getcensus.com/api/v1"
+    )
     override = _settings("--region", "eu", CENSUS_API_BASE_URL="http://127.0.0.1:8080/api/v1/")
     assert override.api_base_url == "http://127.0.0.1:8080/api/v1"
 
@@ -58,3 +65,55 @@ def test_credentials_are_required_unless_sandboxed() -> None:
         _settings().require_credentials()
     _settings("--sandbox").require_credentials()
     _settings(CENSUS_API_TOKEN="secret-token:x").require_credentials()
+
+
+def test_the_api_version_defaults_to_v1_until_census_retires_it_then_to_v2() -> None:
+    assert _settings(today=date(2027, 1, 14)).api_version == "v1"
+    on_the_day = _settings(today=RETIREMENT_DAY)
+    assert on_the_day.api_version == "v2"
+    assert on_the_day.api_base_url == "https://app.getcensus.com/api/v2"
+    assert _settings("--api-version", "v1", today=RETIREMENT_DAY).api_version == "v1"
+    assert _settings(CENSUS_API_VERSION="v2").api_base_url == "https://app.getcensus.com/api/v2"
+    assert "Default: v1 until 2027-01-15" in " ".join(build_parser().format_help().split())
+
+
+def test_v2_in_the_eu_is_refused_with_a_pointer_to_base_url() -> None:
+    with pytest.raises(SettingsError, match=r"API v2 has no known EU host: pass --base-url") as refused:
+        _settings("--api-version", "v2", CENSUS_REGION="eu")
+    assert "\n" not in str(refused.value)
+    eu_v2 = "https://app-eu.getcensus.com/api/v2"
+    given = _settings("--api-version", "v2", "--region", "eu", CENSUS_API_BASE_URL=eu_v2)
+    assert given.api_base_url == eu_v2
+
+
+def test_a_base_url_of_the_other_version_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"ends in /api/v1, but the API version is v2"):
+        _settings("--api-version", "v2", "--base-url", "https://app.getcensus.com/api/v1")
+
+
+@pytest.mark.parametrize(
+    ("version", "token", "warned"),
+    [
+        ("v2", "secret-token:abc", "looks like a v1 workspace API token"),
+        ("v1", "a-personal-access-token", "if it is a personal access token, it works with API v2 only"),
+        ("v1", "secret-token:abc", None),
+        ("v2", "a-personal-access-token", None),
+    ],
+)
+def test_a_token_of_the_other_version_is_warned_about_at_start_up(
+    version: str, token: str, warned: str | None
+) -> None:
+    warnings = _settings("--api-version", version, CENSUS_API_TOKEN=token).warnings()
+    if warned:
+        assert len(warnings) == 1
+        assert warned in warnings[0]
+    else:
+        assert warnings == []
+    assert all(token not in warning for warning in warnings)
+
+
+def test_a_default_group_on_v1_is_warned_about() -> None:
+    assert _settings(CENSUS_GROUP_ID="abundant_giraffe").warnings() == [
+        "CENSUS_GROUP_ID is set, but API v1 has no groups: it is ignored."
+    ]
+    assert _settings("--api-version", "v2", CENSUS_GROUP_ID="abundant_giraffe").group_id == "abundant_giraffe"

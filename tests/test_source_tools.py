@@ -74,8 +74,10 @@ async def test_get_source_text_reports_a_failed_test(client: Client, sandbox: Sa
 
 
 @pytest.mark.parametrize("returns_full", [False, True])
-async def test_create_source_returns_the_source_without_its_credentials(returns_full: bool) -> None:
-    with running_sandbox(create_returns_full=returns_full) as sandbox:
+async def test_create_source_returns_the_source_without_its_credentials(
+    api_version: str, returns_full: bool
+) -> None:
+    with running_sandbox(api_version, create_returns_full=returns_full) as sandbox:
         async with Client(build_server(sandbox.settings())) as client:
             before = set(sandbox.workspace.sources)
             result = await call_ok(

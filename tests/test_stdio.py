@@ -10,7 +10,6 @@ import sys
 import pytest
 from mcp import Client, StdioServerParameters
 
-from census_mcp.sandbox import SANDBOX_TOKEN
 from census_mcp.server import result_text
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
@@ -35,7 +34,11 @@ async def test_stdio_server_lists_and_calls_tools(sandbox: Sandbox, mode: str) -
     params = StdioServerParameters(
         command=_console_script(),
         args=["--log-level", "DEBUG"],
-        env=_environment(CENSUS_API_TOKEN=SANDBOX_TOKEN, CENSUS_API_BASE_URL=sandbox.base_url),
+        env=_environment(
+            CENSUS_API_TOKEN=sandbox.token,
+            CENSUS_API_VERSION=sandbox.api_version,
+            CENSUS_API_BASE_URL=sandbox.base_url,
+        ),
     )
     async with Client(params, mode=mode) as client:
         listed = await client.list_tools()

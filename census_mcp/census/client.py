@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -18,15 +19,19 @@ import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
 
+from census_mcp.census.api import RETIRED_ADVICE, V1, ApiVersion, Operation, Route
 from census_mcp.census.cache import Fetched, ListCache, token_digest
 from census_mcp.census.errors import (
     CensusAuthError,
+    CensusConflictError,
     CensusConnectionError,
     CensusError,
     CensusForbiddenError,
     CensusNotFoundError,
+    CensusOperationUnavailableError,
     CensusRequestError,
     CensusResponseError,
+    CensusRetiredError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
 )
@@ -43,7 +48,8 @@ _MAX_MESSAGE_CHARS = 300
 
 
 class CensusClient:
-    """An async client for one Census workspace.
+    """An async client for one Census workspace (v1) or for what one personal access token can
+    reach (v2). `api` says which version it speaks; the methods are the same on both.
 
     `transport` lets the built-in sandbox be served in-process (ASGI) and tests
     inject a fake; by default it is real HTTP.
@@ -54,6 +60,7 @@ class CensusClient:
         base_url: str,
         token: str,
         *,
+        api: ApiVersion = V1,
         timeout_seconds: float = 30.0,
         page_concurrency: int = 8,
         cache: ListCache | None = None,
@@ -61,6 +68,7 @@ class CensusClient:
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api = api
         self._token = token
         self._timeout_seconds = timeout_seconds
         self._page_concurrency = page_concurrency
@@ -76,7 +84,7 @@ class CensusClient:
         )
 
     def __repr__(self) -> str:
-        return f"CensusClient(base_url={self.base_url!r})"
+        return f"CensusClient(base_url={self.base_url!r}, api={self.api.name!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -101,35 +109,39 @@ class CensusClient:
     # Sources
 
     async def list_sources(self, *, refresh: bool = False) -> Fetched[Listing[Source]]:
-        """Every source in the workspace, newest first, from the cache while it is fresh."""
-        return await self._cached_list("sources", Source, {"order": "desc"}, refresh=refresh)
+        """Every source the token can see, newest first, from the cache while it is fresh."""
+        return await self._cached_list(Operation.LIST_SOURCES, Source, {"order": "desc"}, refresh=refresh)
 
     async def get_source(self, source_id: int) -> Source:
-        body = await self._request("GET", f"sources/{source_id}")
+        body = await self._request(Operation.GET_SOURCE, source_id=source_id)
         return self._parse(Source, _data(body))
 
-    async def create_source(self, connection: Mapping[str, Any]) -> Source | int:
+    async def create_source(
+        self, connection: Mapping[str, Any], *, group_id: str | None = None
+    ) -> Source | int:
         """POST /sources. Census answers with the whole source or, in older versions, only its id."""
-        body = await self._write("POST", "sources", json={"connection": dict(connection)})
+        body = await self._write(Operation.CREATE_SOURCE, json=self.api.create_body(connection, group_id))
         data = _data(body)
         if set(data) <= {"id"}:
             return self._parse(Source, data).id
         return self._parse(Source, data)
 
     async def update_source(self, source_id: int, connection: Mapping[str, Any]) -> Source:
-        body = await self._write("PATCH", f"sources/{source_id}", json={"connection": dict(connection)})
+        body = await self._write(
+            Operation.UPDATE_SOURCE, json={"connection": dict(connection)}, source_id=source_id
+        )
         return self._parse(Source, _data(body))
 
     async def delete_source(self, source_id: int) -> None:
-        await self._write("DELETE", f"sources/{source_id}")
+        await self._write(Operation.DELETE_SOURCE, source_id=source_id)
 
     async def refresh_tables(self, source_id: int) -> int:
-        body = await self._write("POST", f"sources/{source_id}/refresh_tables")
+        body = await self._write(Operation.REFRESH_TABLES, source_id=source_id)
         return self._parse(RefreshJob, body).refresh_key
 
     async def refresh_tables_status(self, source_id: int, refresh_key: int) -> str:
         body = await self._request(
-            "GET", f"sources/{source_id}/refresh_tables_status", params={"refresh_key": refresh_key}
+            Operation.REFRESH_TABLES_STATUS, params={"refresh_key": refresh_key}, source_id=source_id
         )
         return self._parse(RefreshStatus, body).status
 
@@ -137,38 +149,78 @@ class CensusClient:
         self, source_id: int, *, search: str | None = None, refresh: bool = False
     ) -> Fetched[Listing[Table]]:
         params = {"search": search} if search else {}
-        return await self._cached_list(f"sources/{source_id}/tables", Table, params, refresh=refresh)
+        return await self._cached_list(
+            Operation.LIST_TABLES, Table, params, refresh=refresh, source_id=source_id
+        )
 
     # Source types
 
     async def list_source_types(self, *, refresh: bool = False) -> Fetched[Listing[SourceType]]:
-        return await self._cached_list("source_types", SourceType, {}, refresh=refresh)
+        return await self._cached_list(Operation.LIST_SOURCE_TYPES, SourceType, {}, refresh=refresh)
 
     async def get_source_type(self, service_name: str) -> SourceType:
-        body = await self._request("GET", f"source_types/{service_name}")
+        body = await self._request(Operation.GET_SOURCE_TYPE, service_name=service_name)
         return self._parse(SourceType, _data(body))
 
     # Plumbing
 
     async def _cached_list(
-        self, path: str, model: type[_M], params: Mapping[str, str], *, refresh: bool
+        self, operation: Operation, model: type[_M], params: Mapping[str, str], *, refresh: bool, **ids: Any
     ) -> Fetched[Listing[_M]]:
+        route = self.api.route(operation)
+        path = route.path_for(**ids)
+
         async def fetch() -> Listing[_M]:
-            rows, total = await self._list_all(path, params, model)
+            try:
+                rows, total = await self._list_all(route, path, params, model)
+            except CensusNotFoundError as exc:
+                raise await self._missing_route_or(exc, operation, ids) from None
             return Listing(rows, total)
 
         key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
         return await self._cache.get(key, fetch, refresh=refresh)
 
-    async def _write(self, method: str, path: str, *, json: Mapping[str, Any] | None = None) -> Any:
+    async def _write(self, operation: Operation, *, json: Mapping[str, Any] | None = None, **ids: Any) -> Any:
         """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""
         try:
-            return await self._request(method, path, json=json)
+            return await self._request(operation, json=json, **ids)
         finally:
             self._cache.clear(self.base_url)
 
+    async def _missing_route_or(
+        self, not_found: CensusNotFoundError, operation: Operation, ids: Mapping[str, Any]
+    ) -> CensusError:
+        """A 404 on an operation this version has not published: the operation is missing when the
+        object its path names exists (or the path names none); otherwise the object is."""
+        route = self.api.route(operation)
+        if operation not in self.api.provisional:
+            return not_found
+        if route.scope == "source":
+            try:
+                await self.get_source(ids["source_id"])
+            except CensusNotFoundError:
+                return not_found
+        elif route.scope == "source_type":
+            types = (await self.list_source_types()).value.items
+            if ids["service_name"] not in {source_type.service_name for source_type in types}:
+                return not_found
+        if route.keyed:
+            maybe = f"if it is right, Census API {self.api.name} may not offer {route.does} yet. "
+            hint = maybe + self.api.unavailable_advice(date.today())
+            return CensusNotFoundError(not_found.message, status_code=404, hint=hint)
+        where = self._where(route.method, route.path_for(**ids))
+        exists = f" while the {route.scope.replace('_', ' ')} exists" if route.scope else ""
+        return self._unavailable(route, f"{where} answered 404{exists}", 404)
+
+    def _unavailable(self, route: Route, what_happened: str, status: int) -> CensusOperationUnavailableError:
+        return CensusOperationUnavailableError(
+            f"Census API {self.api.name} does not offer {route.does} yet ({what_happened}). "
+            + self.api.unavailable_advice(date.today()),
+            status_code=status,
+        )
+
     async def _list_all(
-        self, path: str, params: Mapping[str, str | int], model: type[_M]
+        self, route: Route, path: str, params: Mapping[str, str | int], model: type[_M]
     ) -> tuple[list[_M], int]:
         """Every row of a paginated list, in API order.
 
@@ -182,7 +234,7 @@ class CensusClient:
         async def fetch(number: int, scope: anyio.CancelScope) -> None:
             try:
                 async with limiter:
-                    pages[number] = await self._page(path, params, number, model)
+                    pages[number] = await self._page(route, path, params, number, model)
             except CensusError as exc:
                 failures[number] = exc
                 if number != 2:  # page 2 is speculative until page 1 says it exists
@@ -206,10 +258,10 @@ class CensusClient:
         return rows, pages[1].pagination.total_records
 
     async def _page(
-        self, path: str, params: Mapping[str, str | int], number: int, model: type[_M]
+        self, route: Route, path: str, params: Mapping[str, str | int], number: int, model: type[_M]
     ) -> Page[_M]:
         page_params = {**params, "page": number, "per_page": MAX_PER_PAGE}
-        where = self._where("GET", path)
+        where = self._where(route.method, path)
 
         def parse(response: httpx2.Response) -> Page[_M]:
             # Straight from the bytes: lists are where the parsing time goes.
@@ -219,20 +271,25 @@ class CensusClient:
                 # Parsed again only to say precisely what was wrong.
                 return self._parse(Page[model], _json_body(response, where))  # type: ignore[valid-type]
 
-        return await self._send("GET", path, parse, params=page_params)
+        return await self._send(route, path, parse, params=page_params)
 
     async def _request(
         self,
-        method: str,
-        path: str,
+        operation: Operation,
         *,
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
+        **ids: Any,
     ) -> Any:
-        where = self._where(method, path)
-        return await self._send(
-            method, path, lambda response: _json_body(response, where), params=params, json=json
-        )
+        route = self.api.route(operation)
+        path = route.path_for(**ids)
+        where = self._where(route.method, path)
+        try:
+            return await self._send(
+                route, path, lambda response: _json_body(response, where), params=params, json=json
+            )
+        except CensusNotFoundError as exc:
+            raise await self._missing_route_or(exc, operation, ids) from None
 
     def _auth_header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
@@ -242,7 +299,7 @@ class CensusClient:
 
     async def _send(
         self,
-        method: str,
+        route: Route,
         path: str,
         parse: Callable[[httpx2.Response], _T],
         *,
@@ -256,6 +313,7 @@ class CensusClient:
         connection failed before it was sent); when it may have, the error says its outcome
         is unknown, so that nothing is ever created twice.
         """
+        method = route.method
         where = self._where(method, path)
         policy = self._retry
         started = policy.clock()
@@ -263,7 +321,7 @@ class CensusClient:
         attempt = 0
         while True:
             attempt += 1
-            outcome = await self._attempt(method, path, parse, params, json, policy.remaining(started))
+            outcome = await self._attempt(route, path, parse, params, json, policy.remaining(started))
             if not isinstance(outcome, _Failure):
                 return outcome
             retryable = outcome.before_sending or (idempotent and outcome.transient)
@@ -278,13 +336,14 @@ class CensusClient:
 
     async def _attempt(
         self,
-        method: str,
+        route: Route,
         path: str,
         parse: Callable[[httpx2.Response], _T],
         params: Mapping[str, str | int] | None,
         json: Mapping[str, Any] | None,
         remaining: float,
     ) -> _T | _Failure:
+        method = route.method
         where = self._where(method, path)
         if remaining <= 0:
             return _Failure(CensusConnectionError(f"{where} was not sent: the time for this call ran out."))
@@ -314,7 +373,7 @@ class CensusClient:
             return _Failure(error, may_have_reached=True)
         if not response.is_success:
             secrets = [*secret_values(json), self._token]
-            error = self._error(response, _json_or_none(response), where, secrets=secrets)
+            error = self._error(response, _json_or_none(response), route, where, secrets=secrets)
             status = response.status_code
             return _Failure(
                 error,
@@ -328,19 +387,31 @@ class CensusClient:
         except CensusResponseError as exc:
             return _Failure(exc, may_have_reached=True)
 
-    @staticmethod
-    def _error(response: httpx2.Response, body: Any, where: str, *, secrets: list[str]) -> CensusError:
+    def _error(
+        self, response: httpx2.Response, body: Any, route: Route, where: str, *, secrets: list[str]
+    ) -> CensusError:
         status = response.status_code
         said = _census_message(body, response, secrets)
         detail = f": {said}" if said else ""
+        if self.api.says_retired(status, said):
+            message = f"Census has retired API {self.api.name} ({where} answered {status}{detail}). "
+            return CensusRetiredError(message + RETIRED_ADVICE, status_code=status)
+        if status in self.api.missing_statuses:
+            return self._unavailable(route, f"{where} answered {status}{detail}", status)
         if status in (400, 422):
             return CensusRequestError(said or f"HTTP {status} without a message", status_code=status)
         if status == 401:
-            return CensusAuthError(f"{where} answered 401: the API token was rejected.", status_code=status)
+            advice = self.api.token_mismatch(self._token) or (
+                f"Check CENSUS_API_TOKEN: it must be a {self.api.credential_kind} for this host "
+                "(CENSUS_REGION / CENSUS_API_BASE_URL)."
+            )
+            return CensusAuthError(f"Census rejected the API token (401). {advice}", status_code=status)
         if status == 403:
             return CensusForbiddenError(f"{where} answered 403{detail}", status_code=status)
         if status == 404:
             return CensusNotFoundError(f"{where} answered 404{detail}", status_code=status)
+        if status == 409:
+            return CensusConflictError(said or f"{where} answered 409", status_code=status)
         if status == 429 or status >= 500:
             return CensusUnavailableError(f"{where} answered HTTP {status}{detail}", status_code=status)
         return CensusRequestError(f"{where} answered HTTP {status}{detail}", status_code=status)

@@ -33,7 +33,11 @@ class CensusForbiddenError(CensusError):
 
 
 class CensusNotFoundError(CensusError):
-    """404: no such object."""
+    """404: no such object. `hint` says what else the 404 may mean, when it is ambiguous."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, hint: str = "") -> None:
+        super().__init__(message, status_code=status_code)
+        self.hint = hint
 
 
 class CensusUnavailableError(CensusError):
@@ -50,3 +54,15 @@ class CensusResponseError(CensusError):
 
 class CensusUnknownOutcomeError(CensusError):
     """A write that may or may not have reached Census: its answer was lost, so its outcome is unknown."""
+
+
+class CensusConflictError(CensusError):
+    """409: the request conflicts with the workspace's current state (e.g. a name already taken)."""
+
+
+class CensusOperationUnavailableError(CensusError):
+    """The operation does not exist on this API version (yet); the message says what to do instead."""
+
+
+class CensusRetiredError(CensusError):
+    """Census has retired this API version; the message says how to switch."""

@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from census_mcp.census.api import V2
+
 
 class CensusObject(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -51,6 +53,8 @@ class Source(CensusObject):
     last_test_succeeded: bool | None = None
     last_tested_at: str | None = None
     created_at: str | None = None
+    group_id: str | None = Field(default=None, validation_alias=V2.group_field)
+    """The Fivetran group the source belongs to (API v2); None on v1."""
     connection_details: dict[str, Any] = Field(default_factory=dict)
     read_only_connection: bool | None = None
     data_sources: list[Any] | None = None

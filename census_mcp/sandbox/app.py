@@ -1,4 +1,5 @@
-"""A simulated Census workspace (Sources API v1) served as a Starlette app, with all state in memory.
+"""A simulated Census workspace served as a Starlette app, with all state in memory: the Sources API
+at /api/v1 and, from the same data, at /api/v2 (see versions.py for what differs).
 
 It reproduces the documented quirks (mixed error shapes, two create answers, un-enveloped refresh keys,
 HTML 404s from a proxy) so that the client and the MCP tools can be tested and benchmarked offline.
@@ -25,9 +26,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from census_mcp.sandbox.faults import BEFORE_API_FAULTS, NO_FAULTS, FaultConfig, FaultInjector
 from census_mcp.sandbox.seed import build_workspace, iso
 from census_mcp.sandbox.source_types import SOURCE_TYPES, credential_problem
+from census_mcp.sandbox.versions import (
+    GROUPS,
+    MISSING_STATUSES,
+    RETIRED_STATUSES,
+    SANDBOX_PAT,
+    SANDBOX_TOKEN,
+    V1,
+    V2,
+    V2_OPERATIONS,
+    VERSIONS,
+    SandboxVersion,
+    missing_body,
+    retired_body,
+)
 
-SANDBOX_TOKEN = "secret-token:sandbox"  # noqa: S105 - the public, fake token of the sandbox
-API_PREFIX = "/api/v1"
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 25, 100
 FIRST_REFRESH_KEY = 1647978948
 _LIST_FIELDS = (
@@ -61,11 +74,28 @@ class SandboxConfig:
     size: int = 60
     seed: int = 7
     tokens: tuple[str, ...] = (SANDBOX_TOKEN,)
+    """Workspace tokens /api/v1 accepts."""
+    pats: tuple[str, ...] = (SANDBOX_PAT,)
+    """Personal access tokens /api/v2 accepts."""
     forbidden_tokens: tuple[str, ...] = ()
     latency_seconds: float = 0.0
     refresh_seconds: float = 1.0
     create_returns_full: bool = False
     faults: FaultConfig = NO_FAULTS
+    missing_v2: tuple[str, ...] = ()
+    """v2 operations (among versions.V2_OPERATIONS) whose routes do not exist, answered missing_status."""
+    missing_status: int = 404
+    v1_retired: int | None = None
+    """When set, every /api/v1 request answers this status, saying v1 is retired (410, 401 or 404)."""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.missing_v2) - set(V2_OPERATIONS))
+        if unknown:
+            raise ValueError(f"missing_v2 must be among {', '.join(V2_OPERATIONS)}; got {unknown}")
+        if self.missing_status not in MISSING_STATUSES:
+            raise ValueError(f"missing_status must be one of {MISSING_STATUSES}")
+        if self.v1_retired not in (None, *RETIRED_STATUSES):
+            raise ValueError(f"v1_retired must be one of {RETIRED_STATUSES}")
 
 
 @dataclass(frozen=True)
@@ -128,10 +158,6 @@ class ApiError(Exception):
         return JSONResponse(self.body, status_code=self.status_code)
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, {"status": "not_found"})
-
-
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, {"status": 400, "message": message})
 
@@ -186,11 +212,15 @@ class _SandboxMiddleware:
             if self.config.latency_seconds > 0:
                 await asyncio.sleep(self.config.latency_seconds)
             injector = self.workspace.fault_injector()
-            fault = injector.draw(scope["method"]) if _is_api_path(scope["path"]) else None
+            version = _version_of(scope["path"])
+            fault = injector.draw(scope["method"]) if version else None
             answer: ASGIApp
             if fault in BEFORE_API_FAULTS:
                 answer = injector.response(fault)
-            elif denial := self._denial(Headers(scope=scope).get("authorization", "")):
+            elif version is V1 and self.config.v1_retired:
+                status = self.config.v1_retired
+                fault, answer = None, ApiError(status, retired_body(status)).response()
+            elif denial := self._denial(version, Headers(scope=scope).get("authorization", "")):
                 fault, answer = None, denial.response()  # a spoilt answer needs the API to have run
             else:
                 reached_api = True
@@ -199,18 +229,22 @@ class _SandboxMiddleware:
         finally:
             record()
 
-    def _denial(self, authorization: str) -> ApiError | None:
+    def _denial(self, version: SandboxVersion | None, authorization: str) -> ApiError | None:
         scheme, _, token = authorization.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
         if token in self.config.forbidden_tokens:
             return ApiError(403, {"status": "error", "message": _FORBIDDEN_MESSAGE})
-        if token not in self.config.tokens:
+        if token not in (self.config.pats if version is V2 else self.config.tokens):
             return ApiError(401, {"status": 401})
         return None
 
 
-def _is_api_path(path: str) -> bool:
-    return path == API_PREFIX or path.startswith(f"{API_PREFIX}/")
+def _version_of(path: str) -> SandboxVersion | None:
+    """The API version a path is under, or None outside the API."""
+    for version in VERSIONS:
+        if path == version.prefix or path.startswith(f"{version.prefix}/"):
+            return version
+    return None
 
 
 def _parse_int(raw: str | None) -> int | None:
@@ -257,14 +291,6 @@ def _paginate(request: Request, items: Sequence[Mapping[str, Any]]) -> JSONRespo
     )
 
 
-def _list_shape(source: Source) -> Source:
-    return {key: source[key] for key in _LIST_FIELDS}
-
-
-def _detail_shape(source: Source) -> Source:
-    return _list_shape(source) | {"data_sources": source["data_sources"]}
-
-
 def _table_row(source: Source, qualified_name: str) -> dict[str, Any]:
     schema, _, table = qualified_name.partition(".")
     details = source["connection_details"]
@@ -293,13 +319,18 @@ def _table_order(raw: str) -> list[tuple[str, bool]]:
     return keys
 
 
-async def _connection(request: Request) -> dict[str, Any]:
-    """The `connection` object of a POST/PATCH body, or a 422 like Census gives for a malformed body."""
+async def _body(request: Request) -> dict[str, Any]:
+    """A POST/PATCH body's JSON object, or {} when it is not one (the connection check then refuses it)."""
     try:
         body = await request.json()
     except ValueError:
-        body = None
-    connection = body.get("connection") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _connection_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The `connection` object of a body, or a 422 like Census gives for a malformed body."""
+    connection = body.get("connection")
     if not isinstance(connection, dict):
         raise _unprocessable("The request body must be a JSON object with a connection object.")
     return connection
@@ -314,11 +345,12 @@ def _optional(connection: Mapping[str, Any], key: str, expected: type[_T]) -> _T
 
 
 class _Endpoints:
-    """The route handlers, bound to one workspace and config."""
+    """The route handlers of one API version, bound to one workspace and config."""
 
-    def __init__(self, workspace: Workspace, config: SandboxConfig) -> None:
+    def __init__(self, workspace: Workspace, config: SandboxConfig, version: SandboxVersion) -> None:
         self.workspace = workspace
         self.config = config
+        self.version = version
 
     def routes(self) -> list[Route]:
         return [
@@ -327,12 +359,28 @@ class _Endpoints:
             Route("/sources/{source_id}", self.get_source, methods=["GET"]),
             Route("/sources/{source_id}", self.update_source, methods=["PATCH"]),
             Route("/sources/{source_id}", self.delete_source, methods=["DELETE"]),
-            Route("/sources/{source_id}/refresh_tables", self.refresh_tables, methods=["POST"]),
-            Route("/sources/{source_id}/refresh_tables_status", self.refresh_status, methods=["GET"]),
-            Route("/sources/{source_id}/tables", self.list_tables, methods=["GET"]),
-            Route("/source_types", self.list_source_types, methods=["GET"]),
-            Route("/source_types/{service_name}", self.get_source_type, methods=["GET"]),
+            self._route("refresh_tables", "/sources/{source_id}/refresh_tables", self.refresh_tables, "POST"),
+            self._route(
+                "refresh_tables_status", "/sources/{source_id}/refresh_tables_status", self.refresh_status
+            ),
+            self._route("tables", "/sources/{source_id}/tables", self.list_tables),
+            self._route("source_types", "/source_types", self.list_source_types),
+            self._route("source_types", "/source_types/{service_name}", self.get_source_type),
         ]
+
+    def _route(self, operation: str, path: str, handler: Any, method: str = "GET") -> Route:
+        """A route, or, for an operation configured missing on v2, one that answers as a missing route."""
+        if self.version is V2 and operation in self.config.missing_v2:
+            status = self.config.missing_status
+
+            async def missing(request: Request) -> Response:
+                raise ApiError(status, missing_body(status))
+
+            handler = missing
+        return Route(path, handler, methods=[method])
+
+    def _not_found(self) -> ApiError:
+        return ApiError(404, {"status": self.version.not_found_status})
 
     def _source(self, request: Request, missing: ApiError | None = None) -> Source:
         """Look up the path's source; a non-integer id gets {"status":404}, an unknown one `missing`."""
@@ -341,8 +389,14 @@ class _Endpoints:
             raise ApiError(404, {"status": 404})
         source = self.workspace.sources.get(source_id)
         if source is None:
-            raise missing or _not_found()
+            raise missing or self._not_found()
         return source
+
+    def _list_shape(self, source: Source) -> Source:
+        return self.version.shape(source, _LIST_FIELDS)
+
+    def _detail_shape(self, source: Source) -> Source:
+        return self._list_shape(source) | {"data_sources": source["data_sources"]}
 
     async def list_sources(self, request: Request) -> Response:
         order = request.query_params.get("order", "desc")
@@ -351,13 +405,20 @@ class _Endpoints:
         sources = sorted(
             self.workspace.sources.values(), key=itemgetter("created_at", "id"), reverse=order == "desc"
         )
-        return _paginate(request, [_list_shape(source) for source in sources])
+        return _paginate(request, [self._list_shape(source) for source in sources])
 
     async def get_source(self, request: Request) -> Response:
-        return JSONResponse({"status": "success", "data": _detail_shape(self._source(request))})
+        return JSONResponse({"status": "success", "data": self._detail_shape(self._source(request))})
 
     async def create_source(self, request: Request) -> Response:
-        connection = await _connection(request)
+        body = await _body(request)
+        connection = _connection_of(body)
+        group = self.version.create_group(body)
+        if group not in GROUPS:
+            raise _unprocessable(
+                f"{self.version.group_field} is required and must be one of the groups this token can reach: "
+                + ", ".join(GROUPS)
+            )
         source_type = SOURCE_TYPES.get(str(connection.get("type")))
         if source_type is None:
             raise _unprocessable(f"Unknown source type. Known types: {', '.join(SOURCE_TYPES)}")
@@ -375,9 +436,15 @@ class _Endpoints:
             engines = ", ".join(source_type["supported_sync_engines"])
             raise _unprocessable(f"connection.sync_engine must be one of {engines}")
         identity = credentials.get(source_type["configuration_fields"]["fields"][0]["id"])
+        name = _optional(connection, "name", str) or label or f"{source_type['label']} - {identity}"
+        if self.version.names_unique_per_group and any(
+            other["name"] == name and other["group_id"] == group for other in self.workspace.sources.values()
+        ):
+            message = f"A source named {name!r} already exists in {group}."
+            raise ApiError(409, {"status": 409, "message": message})
         source: Source = {
             "id": self.workspace.next_id,
-            "name": _optional(connection, "name", str) or label or f"{source_type['label']} - {identity}",
+            "name": name,
             "label": label,
             "type": source_type["service_name"],
             "last_test_succeeded": None,
@@ -387,16 +454,17 @@ class _Endpoints:
             "read_only_connection": _optional(connection, "read_only_connection", bool) or False,
             "created_at": iso(datetime.now(UTC)),
             "sync_engine": sync_engine,
+            "group_id": group,
             "data_sources": [],
         }
         self.workspace.sources[source["id"]] = source
         self.workspace.next_id += 1
-        data = _detail_shape(source) if self.config.create_returns_full else {"id": source["id"]}
+        data = self._detail_shape(source) if self.config.create_returns_full else {"id": source["id"]}
         return JSONResponse({"status": "created", "data": data}, status_code=201)
 
     async def update_source(self, request: Request) -> Response:
         source = self._source(request)
-        connection = await _connection(request)
+        connection = _connection_of(await _body(request))
         credentials = _optional(connection, "credentials", dict) or {}
         label = _optional(connection, "label", str)
         name = _optional(connection, "name", str)
@@ -410,7 +478,7 @@ class _Endpoints:
             source["name"] = name
         if read_only is not None:
             source["read_only_connection"] = read_only
-        return JSONResponse({"status": "updated", "data": _detail_shape(source)})
+        return JSONResponse({"status": "updated", "data": self._detail_shape(source)})
 
     async def delete_source(self, request: Request) -> Response:
         source = self._source(request, missing=ApiError(404, {"status": 404}))
@@ -431,7 +499,7 @@ class _Endpoints:
         source = self._source(request)
         job = self.workspace.refresh_jobs.get(key)
         if job is None or job.source_id != source["id"]:
-            raise _not_found()
+            raise self._not_found()
         done = time.monotonic() - job.started >= self.config.refresh_seconds
         return JSONResponse({"status": "completed" if done else "processing"})
 
@@ -454,7 +522,7 @@ class _Endpoints:
     async def get_source_type(self, request: Request) -> Response:
         source_type = SOURCE_TYPES.get(request.path_params["service_name"])
         if source_type is None:
-            raise _not_found()
+            raise self._not_found()
         return JSONResponse({"status": "success", "data": source_type})
 
 
@@ -468,7 +536,7 @@ def create_sandbox_app(config: SandboxConfig = SandboxConfig()) -> Starlette:
 
     app = Starlette(
         routes=[
-            Mount(API_PREFIX, routes=_Endpoints(workspace, config).routes()),
+            *(Mount(v.prefix, routes=_Endpoints(workspace, config, v).routes()) for v in VERSIONS),
             Route("/_sandbox/requests", request_log, methods=["GET"]),
         ],
         middleware=[Middleware(_SandboxMiddleware, workspace=workspace, config=config)],

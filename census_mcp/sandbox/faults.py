@@ -34,7 +34,7 @@ _UVICORN_NOT_COMPLETED = "ASGI callable returned without completing response."
 
 @dataclass(frozen=True)
 class FaultConfig:
-    """Which requests under /api/v1 fail, and how; the default injects nothing."""
+    """Which API requests (under /api/v1 or /api/v2) fail, and how; the default injects nothing."""
 
     rate: float = 0.0
     kinds: tuple[str, ...] = FAULT_KINDS

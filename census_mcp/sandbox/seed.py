@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from census_mcp.sandbox.source_types import SOURCE_TYPES
+from census_mcp.sandbox.versions import GROUPS
 
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SECRET_MARKER = "SANDBOX-SECRET"  # noqa: S105 - a marker inside fake secrets, not a secret
@@ -235,6 +236,8 @@ def build_workspace(size: int, seed: int) -> list[dict[str, Any]]:
                 "read_only_connection": rng.random() < 0.15,
                 "created_at": iso(created),
                 "sync_engine": "advanced" if advanced else "basic",
+                # By team, so that a group reads like a team's; no draw, so older seeds stay as they were.
+                "group_id": GROUPS[_TEAMS.index(team) % len(GROUPS)],
                 "data_sources": _data_sources(rng, data_source_ids, stress),
             }
         )

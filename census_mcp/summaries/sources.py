@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from census_mcp.census.cache import Fetched
 from census_mcp.census.models import Listing, Source
@@ -19,6 +20,12 @@ _VALUE_CHARS = 60
 _STATUS_WORDS = {True: "passed", False: "FAILED", None: "untested"}
 _FIRST_NAMES = 8
 _KINDS_SHOWN = 10
+_GROUP_CHARS = 64
+
+
+def _absent_when_none(value: Any) -> bool:
+    """API v1 has no groups: there the group fields are left out, so v1 results stay as they were."""
+    return value is None
 
 
 @dataclass(frozen=True)
@@ -28,9 +35,12 @@ class SourceFilter:
     type: str | None = None
     name_contains: str | None = None
     test_status: str | None = None
+    group_id: str | None = None
 
     def matches(self, source: Source) -> bool:
         if self.type is not None and source.type != self.type:
+            return False
+        if self.group_id is not None and source.group_id != self.group_id:
             return False
         if self.test_status is not None and source.test_status != self.test_status:
             return False
@@ -42,6 +52,7 @@ class SourceFilter:
     def describe(self) -> str:
         parts = [
             f"type={self.type}" if self.type else "",
+            f"group {self.group_id}" if self.group_id else "",
             f"name contains {quote(self.name_contains)}" if self.name_contains else "",
             f"last test {self.test_status}" if self.test_status else "",
         ]
@@ -56,6 +67,7 @@ class SourceItem(BaseModel):
     type: str
     last_test_succeeded: bool | None = Field(description="null: never tested.")
     last_tested_at: str | None
+    group_id: str | SkipJsonSchema[None] = Field(default=None, exclude_if=_absent_when_none)
 
 
 class TestStatusCounts(BaseModel):
@@ -67,6 +79,7 @@ class TestStatusCounts(BaseModel):
 class SourceCounts(BaseModel):
     by_type: dict[str, int]
     by_test_status: TestStatusCounts
+    by_group: dict[str, int] | SkipJsonSchema[None] = Field(default=None, exclude_if=_absent_when_none)
 
 
 class SourceList(Paged):
@@ -81,11 +94,15 @@ def summarize_source_list(
     fetched: Fetched[Listing[Source]],
     request: PageRequest,
     selection: SourceFilter,
+    grouped: bool,
 ) -> tuple[str, SourceList]:
-    """Totals and counts over every match, then one page of compact rows within the budget."""
+    """Totals and counts over every match, then one page of compact rows within the budget.
+    `grouped`: sources belong to groups (API v2), so counts by group are given even when none match."""
+    groups = Counter(group for source in matching if (group := _group(source)) is not None)
     counts = SourceCounts(
         by_type=dict(Counter(source.type for source in matching).most_common()),
         by_test_status=TestStatusCounts(**Counter(source.test_status for source in matching)),
+        by_group=dict(groups.most_common()) if groups or grouped else None,
     )
 
     def render(source: Source) -> tuple[SourceItem, str]:
@@ -96,6 +113,7 @@ def summarize_source_list(
             type=source.type,
             last_test_succeeded=source.last_test_succeeded,
             last_tested_at=source.last_tested_at,
+            group_id=_group(source),
         )
         return item, _source_line(item, selection)
 
@@ -108,7 +126,7 @@ def summarize_source_list(
             counts=counts,
             sources=[item for item, _ in rows],
         )
-        return _list_text(result, [line for _, line in rows], selection, fetched, cut=cut), result
+        return _list_text(result, _grouped_lines(rows), selection, fetched, cut=cut), result
 
     return page_of(
         matching,
@@ -124,10 +142,12 @@ def _list_text(
 ) -> str:
     status = result.counts.by_test_status
     types = ", ".join(f"{name} {n}" for name, n in result.counts.by_type.items()) or "none"
+    by_group = result.counts.by_group
+    groups = "" if by_group is None else " Groups: " + (_counts(by_group) or "none") + "."
     lines = [
         f"{result.total} of {result.workspace_total} sources match{selection.describe()}. "
         f"Last test: {status.failed} failed, {status.passed} passed, {status.untested} untested. "
-        f"Types: {types}."
+        f"Types: {types}.{groups}"
     ]
     if result.sources:
         lines.append(f"Showing {result.offset + 1}-{result.offset + len(result.sources)}:")
@@ -137,8 +157,28 @@ def _list_text(
     return "\n".join(lines)
 
 
+def _grouped_lines(rows: Sequence[tuple[SourceItem, str]]) -> list[str]:
+    """The rows' lines; on API v2, under a line per group, in the order the groups first appear, so
+    that a group is written once per page instead of once per row."""
+    groups: dict[str | None, list[str]] = {}
+    for item, line in rows:
+        groups.setdefault(item.group_id, []).append(line)
+    if list(groups) == [None]:
+        return groups[None]
+    return [text for group, lines in groups.items() for text in (f"In group {quote(group)}:", *lines)]
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
+def _group(source: Source) -> str | None:
+    return None if source.group_id is None else clean(source.group_id, _GROUP_CHARS)
+
+
 def _source_line(item: SourceItem, selection: SourceFilter) -> str:
-    """One row; columns that the filter already fixes (type, test status) are left out."""
+    """One row; columns that the filter already fixes (type, test status) are left out, and the group
+    heads the rows of its group."""
     label = f" label {quote(item.label)}" if item.label and item.label != item.name else ""
     kind = "" if selection.type else f" [{item.type}]"
     status = "" if selection.test_status else " " + _STATUS_WORDS[item.last_test_succeeded]
@@ -169,6 +209,7 @@ class SourceDetail(BaseModel):
     name: str
     label: str | None = None
     type: str
+    group_id: str | SkipJsonSchema[None] = Field(default=None, exclude_if=_absent_when_none)
     last_test_succeeded: bool | None = None
     last_tested_at: str | None = None
     connection_details: dict[str, Any] = Field(default_factory=dict, description="Secrets masked.")
@@ -247,7 +288,8 @@ def _name(item: Any) -> str:
 
 
 def source_text(detail: SourceDetail, headline: str = "Source") -> str:
-    lines = [f"{headline} #{detail.id} {quote(detail.name)} [{detail.type}]" + _label_part(detail)]
+    group = f" in group {quote(detail.group_id)}" if detail.group_id else ""
+    lines = [f"{headline} #{detail.id} {quote(detail.name)} [{detail.type}]{group}" + _label_part(detail)]
     lines.append("Last connection test: " + _test_part(detail))
     details = ", ".join(
         f"{clean(key, 40)}={quote(value, _VALUE_CHARS)}" for key, value in detail.connection_details.items()

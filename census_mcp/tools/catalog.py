@@ -38,7 +38,7 @@ async def get_source_type(
     ctx: Context[AppState, Any], service_name: SourceType
 ) -> Annotated[CallToolResult, SourceTypeDetail]:
     """The credential fields create_source needs for a type: required, secret, allowed values, when each
-    applies. Use it to build create_source's credentials."""
+    applies."""
     detail = source_type_detail(await census(ctx).get_source_type(service_name))
     return tool_result(source_type_text(detail), detail)
 

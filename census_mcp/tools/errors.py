@@ -13,12 +13,15 @@ from pydantic import ValidationError
 
 from census_mcp.census.errors import (
     CensusAuthError,
+    CensusConflictError,
     CensusConnectionError,
     CensusError,
     CensusForbiddenError,
     CensusNotFoundError,
+    CensusOperationUnavailableError,
     CensusRequestError,
     CensusResponseError,
+    CensusRetiredError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
 )
@@ -26,6 +29,9 @@ from census_mcp.census.errors import (
 
 def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
     """The model-facing text for a Census failure, given the tool's (validated) arguments."""
+    if isinstance(exc, CensusAuthError | CensusOperationUnavailableError | CensusRetiredError):
+        # The client wrote these with the version's own advice.
+        return exc.message
     if isinstance(exc, CensusUnknownOutcomeError):
         return (
             f"The answer from Census was lost, so whether this took effect is unknown: {exc.message} "
@@ -34,15 +40,14 @@ def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
     if isinstance(exc, CensusRequestError):
         said = _sentence(exc.message)
         return f"Census rejected the request ({exc.status_code}): {said} Correct the arguments and retry."
-    if isinstance(exc, CensusAuthError):
+    if isinstance(exc, CensusConflictError):
         return (
-            "Census rejected the API token (401). Check CENSUS_API_TOKEN: it must be a workspace API token "
-            "(secret-token:...) for this region (CENSUS_REGION / CENSUS_API_BASE_URL)."
+            f"Census refused this because it conflicts with the workspace as it is now (409): "
+            f"{_sentence(exc.message)} Check the current state with list_sources or get_source, then adjust."
         )
     if isinstance(exc, CensusForbiddenError):
         return (
-            f"The API token lacks access to this ({exc.message}). "
-            "Use a workspace API token whose workspace has these sources."
+            f"The API token lacks access to this ({exc.message}). Use a token that can reach these sources."
         )
     if isinstance(exc, CensusNotFoundError):
         return _not_found(exc, arguments)
@@ -72,12 +77,13 @@ def _not_found(exc: CensusNotFoundError, arguments: Mapping[str, Any]) -> str:
     if source_id is None:
         return (
             f"Census has no such endpoint ({exc.message}). Check CENSUS_API_BASE_URL: "
-            "it must be the full base, ending in /api/v1."
+            "it must be the full base, ending in /api/v1 or /api/v2."
         )
     if "refresh_key" in arguments:
         return (
             f"Census found no refresh job {arguments['refresh_key']} for source #{source_id} (404). "
-            "Check both ids: refresh_source_tables returns the refresh_key, list_sources finds source ids."
+            "Check both ids: refresh_source_tables returns the refresh_key, list_sources finds source ids"
+            + (f"; {exc.hint}" if exc.hint else ".")
         )
     return (
         f"No source with id {source_id} exists in this workspace (404). Call list_sources to find source ids."

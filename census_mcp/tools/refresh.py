@@ -27,13 +27,13 @@ _MAX_POLL_SECONDS = 5.0
 async def refresh_source_tables(
     ctx: Context[AppState, Any],
     source_id: SourceId,
-    wait: Annotated[bool, Field(description="Wait for the job to complete, reporting progress.")] = False,
+    wait: Annotated[bool, Field(description="Wait for completion, reporting progress.")] = False,
     timeout_seconds: Annotated[
         int, Field(ge=1, le=MAX_WAIT_SECONDS, description="How long to wait, with wait=true."), NotBool
     ] = 45,
 ) -> Annotated[CallToolResult, RefreshJobStatus]:
     """Start a job that re-reads a source's table list. Returns its refresh_key at once, or with
-    wait=true when it completes (or, at the timeout, while it is still processing)."""
+    wait=true once it completes or the timeout passes."""
     client = census(ctx)
     refresh_key = await client.refresh_tables(source_id)
     job = RefreshJobStatus(source_id=source_id, refresh_key=refresh_key, status="processing")

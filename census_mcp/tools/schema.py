@@ -29,7 +29,8 @@ def compact_arguments(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def compact_schema(schema: Any) -> Any:
-    """The same constraints, minus titles, null defaults and nullable anyOf wrappers."""
+    """The same constraints, minus titles, null defaults, `additionalProperties: true` (the default)
+    and nullable anyOf wrappers."""
     if isinstance(schema, list):
         return [compact_schema(item) for item in schema]
     if not isinstance(schema, dict):
@@ -39,7 +40,7 @@ def compact_schema(schema: Any) -> Any:
         if key in ("properties", "$defs"):
             # Keys here are names, not keywords: a property may be called "title".
             out[key] = {name: compact_schema(sub) for name, sub in value.items()}
-        elif key != "title" and not (key == "default" and value is None):
+        elif key != "title" and (key, value) not in (("default", None), ("additionalProperties", True)):
             out[key] = compact_schema(value)
     return _fold_nullable(out)
 

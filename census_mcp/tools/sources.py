@@ -39,7 +39,7 @@ def reject_bool(value: Any) -> Any:
 
 
 NotBool = BeforeValidator(reject_bool)  # last in each Annotated, so the bounds stay in the schema
-SourceId = Annotated[int, Field(ge=1, description="Source id (from list_sources)."), NotBool]
+SourceId = Annotated[int, Field(ge=1, description="From list_sources."), NotBool]
 SourceType = Annotated[
     str,
     Field(
@@ -57,8 +57,10 @@ Credentials = Annotated[
 ]
 Limit = Annotated[int, Field(ge=1, le=100, description="Items per page."), NotBool]
 Offset = Annotated[int, Field(ge=0, description="A result's next_offset."), NotBool]
-Refresh = Annotated[bool, Field(description="Bypass the short-lived list cache.")]
+Refresh = Annotated[bool, Field(description="Skip the list cache.")]
 OptionalLabel = Annotated[str | None, Field(min_length=1, max_length=255, description="Display label.")]
+# Compared locally and sent in a JSON body, never in a path: a length bound is all it needs.
+GroupId = Annotated[str, Field(max_length=100)]
 OptionalReadOnly = Annotated[
     bool | None,
     Field(description="true: Census never writes to the warehouse."),
@@ -77,6 +79,7 @@ async def list_sources(
         Literal["passed", "failed", "untested"] | None,
         Field(description="Outcome of the last connection test."),
     ] = None,
+    group_id: Annotated[GroupId | None, Field(description="Exact group id (API v2 only).")] = None,
     order: Annotated[Literal["desc", "asc"], Field(description="desc: newest first.")] = "desc",
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
@@ -85,16 +88,29 @@ async def list_sources(
     """The workspace's sources, filtered, with totals and counts by type and test status over all
     matches, then one page of rows. One call answers e.g. "which snowflake sources failed their test"."""
     state = app_state(ctx)
-    fetched = await census(ctx).list_sources(refresh=refresh)
+    client = census(ctx)
+    _groups_apply(client, group_id)
+    fetched = await client.list_sources(refresh=refresh)
     in_order = fetched.value.items if order == "desc" else fetched.value.items[::-1]
-    selection = SourceFilter(type=type, name_contains=name_contains, test_status=test_status)
+    selection = SourceFilter(
+        type=type, name_contains=name_contains, test_status=test_status, group_id=group_id
+    )
     text, result = summarize_source_list(
         [source for source in in_order if selection.matches(source)],
         fetched=fetched,
         request=page_request(state, offset=offset, limit=limit),
         selection=selection,
+        grouped=client.api.has_groups,
     )
     return tool_result(text, result)
+
+
+def _groups_apply(client: CensusClient, group_id: str | None) -> None:
+    if group_id is not None and not client.api.has_groups:
+        raise ToolError(
+            "group_id applies to Census API v2 only; this server uses API v1, whose sources have no "
+            "group. Call again without group_id."
+        )
 
 
 @census_tool(title="Get source", read_only=True, idempotent=True)
@@ -114,17 +130,23 @@ async def create_source(
     credentials: Credentials,
     label: OptionalLabel = None,
     read_only_connection: OptionalReadOnly = None,
+    group_id: Annotated[GroupId | None, Field(description="API v2 group; default CENSUS_GROUP_ID.")] = None,
 ) -> Annotated[CallToolResult, SourceDetail]:
     """Connect a new warehouse source; returns it like get_source. get_source_type lists the credentials."""
     client = census(ctx)
+    _groups_apply(client, group_id)
+    group = await _group_to_create_in(client, group_id or app_state(ctx).settings.group_id)
     connection = _connection(credentials=credentials, label=label, read_only_connection=read_only_connection)
+    existing = await _existing_source_ids(client)
     asked_at = datetime.now(UTC)
     headline = "Created source"
     try:
-        created = await client.create_source({"type": type, **connection})
+        created = await client.create_source({"type": type, **connection}, group_id=group)
     except CensusUnknownOutcomeError as exc:
         # Never send the create again: find out whether the lost one took effect.
-        created = await _find_unconfirmed_create(client, exc, type=type, label=label, asked_at=asked_at)
+        created = await _find_unconfirmed_create(
+            client, exc, type=type, label=label, group_id=group, asked_at=asked_at, existing=existing
+        )
         headline = "Census did not confirm the create, but it took effect: created source"
     if isinstance(created, Source):
         source = created
@@ -133,10 +155,36 @@ async def create_source(
             source = await client.get_source(created)
         except CensusError as exc:
             # The create took effect: say so, or the model would create it again.
-            source = Source(id=created, name=label or f"(new {type} source)", type=type)
+            source = Source(id=created, name=label or f"(new {type} source)", type=type, group_id=group)
             failed = f"Reading the new source back failed ({exc.message}); get_source shows it later."
             headline = f"{failed} Created source"
     return tool_result(*describe_source(source, headline, app_state(ctx).settings.max_result_bytes))
+
+
+async def _group_to_create_in(client: CensusClient, group_id: str | None) -> str | None:
+    """The group a create goes to: on API v2 one is needed, and the error names those the token sees."""
+    if not client.api.has_groups or group_id is not None:
+        return group_id if client.api.has_groups else None
+    try:
+        listing = (await client.list_sources()).value.items
+        groups = sorted({source.group_id for source in listing if source.group_id is not None})
+    except CensusError:
+        groups = []
+    seen = f" Groups with sources: {', '.join(quote(group, 64) for group in groups)}." if groups else ""
+    raise ToolError(
+        "On Census API v2 a source is created in a group: pass group_id, or set CENSUS_GROUP_ID for a "
+        f"default.{seen} list_sources shows counts.by_group."
+    )
+
+
+async def _existing_source_ids(client: CensusClient) -> frozenset[int] | None:
+    """The sources there before a create (from the list cache when fresh), so that a create whose
+    answer is lost is never credited with one of them: a refused twin must not read as created.
+    None when the list cannot be read; the create goes ahead, and creation time alone decides."""
+    try:
+        return frozenset(source.id for source in (await client.list_sources()).value.items)
+    except CensusError:
+        return None
 
 
 # Census's clock and ours may differ; a source created this long before the call still counts.
@@ -144,9 +192,17 @@ _CLOCK_SKEW = timedelta(minutes=10)
 
 
 async def _find_unconfirmed_create(
-    client: CensusClient, lost: CensusUnknownOutcomeError, *, type: str, label: str | None, asked_at: datetime
+    client: CensusClient,
+    lost: CensusUnknownOutcomeError,
+    *,
+    type: str,
+    label: str | None,
+    group_id: str | None,
+    asked_at: datetime,
+    existing: frozenset[int] | None,
 ) -> Source:
-    """The source a create whose answer was lost made, looked up by type, label and creation time."""
+    """The source a create whose answer was lost made: one that was not there before, of its type,
+    label and group, created since the call began."""
     lost_answer = f"The answer to the create was lost ({lost.message})"
     try:
         listing = (await client.list_sources(refresh=True)).value.items
@@ -159,7 +215,9 @@ async def _find_unconfirmed_create(
         source
         for source in listing
         if source.type == type
+        and (existing is None or source.id not in existing)
         and (label is None or label in (source.label, source.name))
+        and (group_id is None or source.group_id == group_id)
         and _created_since(source, asked_at - _CLOCK_SKEW)
     ]
     if len(candidates) == 1:
