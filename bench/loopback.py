@@ -25,10 +25,14 @@ _URL = re.compile(r"(http://127\.0\.0\.1:\d+)/api/v1")
 
 @dataclass(frozen=True)
 class LoopbackSandbox:
-    """A running sandbox: its API base URL, its seeded sources, and its request log on demand."""
+    """A running sandbox: its API v1 base URL, its seeded sources, and its request log on demand."""
 
     base_url: str
     sources: list[dict[str, Any]]
+
+    def api_url(self, version: str) -> str:
+        """The base URL of API `version` (v1 or v2): the same workspace either way."""
+        return self.base_url.removesuffix("/api/v1") + f"/api/{version}"
 
     def requests(self) -> list[RequestRecord]:
         root = self.base_url.removesuffix("/api/v1")

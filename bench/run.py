@@ -42,7 +42,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
-from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig
+from census_mcp.sandbox import SANDBOX_TOKENS, SandboxConfig
 
 Kind = Literal["A", "B", "C"]
 Json = dict[str, Any]
@@ -77,14 +77,22 @@ class BenchError(RuntimeError):
 # ---------------------------------------------------------------- the three helpers every figure uses
 
 
-def server_params(kind: Kind, base_url: str, python_flags: Sequence[str] = ()) -> StdioServerParameters:
-    """How to launch A, B or C with this interpreter; all three get the same env (sandbox URL, token)."""
+def server_params(
+    kind: Kind, base_url: str, python_flags: Sequence[str] = (), api_version: str = "v1"
+) -> StdioServerParameters:
+    """How to launch A, B or C with this interpreter; all three get the same env (sandbox URL, token).
+    Only A speaks API v2 (figure 6); B and C stay on v1."""
     scripts: dict[Kind, Path] = {
         "A": Path(sys.executable).parent / "census-mcp",
         "B": BENCH_DIR / "baseline_openapi.py",
         "C": BENCH_DIR / "baseline_noop.py",
     }
-    env = {"CENSUS_API_TOKEN": SANDBOX_TOKEN, "CENSUS_API_BASE_URL": base_url, "FASTMCP_LOG_LEVEL": "WARNING"}
+    env = {
+        "CENSUS_API_TOKEN": SANDBOX_TOKENS[api_version],
+        "CENSUS_API_VERSION": api_version,
+        "CENSUS_API_BASE_URL": base_url,
+        "FASTMCP_LOG_LEVEL": "WARNING",
+    }
     # The SDK passes children a minimal env; a PYTHONPATH keeps them on the same code as the harness.
     if "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -93,10 +101,15 @@ def server_params(kind: Kind, base_url: str, python_flags: Sequence[str] = ()) -
 
 @asynccontextmanager
 async def connected(
-    kind: Kind, base_url: str, *, python_flags: Sequence[str] = (), errlog: TextIO = sys.stderr
+    kind: Kind,
+    base_url: str,
+    *,
+    python_flags: Sequence[str] = (),
+    errlog: TextIO = sys.stderr,
+    api_version: str = "v1",
 ) -> AsyncIterator[Client]:
     """Spawn one server over stdio and connect; no client cache, so every request reaches the server."""
-    transport = stdio_client(server_params(kind, base_url, python_flags), errlog=errlog)
+    transport = stdio_client(server_params(kind, base_url, python_flags, api_version), errlog=errlog)
     async with Client(transport, cache=None) as client:
         yield client
 
@@ -317,6 +330,39 @@ async def cold_start_seconds(kind: Kind, base_url: str) -> float:
     return seconds
 
 
+VERSIONS = ("v1", "v2")
+
+
+async def a_version_figures(sandbox: LoopbackSandbox, repeats: Repeats, checks: list[str]) -> Json:
+    """Figure 6: A on API v2 beside A on v1, one server each, calls interleaved so that drift in the
+    machine's load hits both alike: the failed-snowflake answer, listing everything, one get_source."""
+    figures: Json = {version: {"list_all_seconds": [], "get_source_ms": []} for version in VERSIONS}
+    async with AsyncExitStack() as stack:
+        clients = {
+            version: await stack.enter_async_context(
+                connected("A", sandbox.api_url(version), api_version=version)
+            )
+            for version in VERSIONS
+        }
+        for version, client in clients.items():
+            result, page = await call(client, "list_sources", FAILED_SNOWFLAKE)
+            figures[version]["failed_bytes"] = result_size(result)
+            figures[version]["failed_total"] = page["total"]
+            for _ in range(repeats.warmup):
+                await call(client, "get_source", {"source_id": 5})
+        for _ in range(repeats.list_call):
+            for version, client in clients.items():
+                _, elapsed = await timed(partial(call, client, "list_sources", LIST_ALL))
+                figures[version]["list_all_seconds"].append(elapsed)
+        for _ in range(repeats.round_trip):
+            for version, client in clients.items():
+                _, elapsed = await timed(partial(call, client, "get_source", {"source_id": 5}))
+                figures[version]["get_source_ms"].append(elapsed * 1000)
+    totals = {version: figures[version]["failed_total"] for version in VERSIONS}
+    check(len(set(totals.values())) == 1, f"A's failed snowflake totals agree on v1 and v2: {totals}", checks)
+    return {"a_by_version": figures}
+
+
 async def loopback_figures(sandbox: LoopbackSandbox, repeats: Repeats) -> Json:
     """Figures 1, 4 and 5, on the sandbox that answers at once."""
     calls: dict[Kind, tuple[str, Json]] = {
@@ -447,7 +493,36 @@ def build_rows(fig: Json) -> list[Row]:
             ratio=f"A/C {cold['A'] / cold['C']:.2f}",
             passed=cold["A"] <= 1.3 * cold["C"],
         ),
+        *version_rows(fig["a_by_version"]),
     ]
+
+
+def version_rows(by_version: Json) -> list[Row]:
+    """Figure 6: A on v2, with v1 measured alongside as the baseline; v2 must be no slower."""
+    med = statistics.median
+    v1, v2 = by_version["v1"], by_version["v2"]
+    rows = [
+        Row(
+            "6 A on API v2: failed snowflake bytes",
+            f"{v2['failed_bytes']:,}",
+            ratio=f"v2/v1 {v2['failed_bytes'] / v1['failed_bytes']:.2f}",
+        )
+    ]
+    for key, label, spec in (
+        ("list_all_seconds", "list all @0ms, s", ".3f"),
+        ("get_source_ms", "get_source @0ms, ms", ".2f"),
+    ):
+        ratio = med(v2[key]) / med(v1[key])
+        rows.append(
+            Row(
+                f"6 A on API v2: {label}",
+                format(med(v2[key]), spec),
+                target=f"<= 1.1x v1 ({format(med(v1[key]), spec)})",
+                ratio=f"v2/v1 {ratio:.2f}",
+                passed=ratio <= 1.1,
+            )
+        )
+    return rows
 
 
 def render(rows: Sequence[Row]) -> str:
@@ -527,7 +602,7 @@ def profile_report(base_url: str) -> str:
 
 
 def measure(repeats: Repeats, with_profile: bool) -> tuple[Json, list[str], str]:
-    """Run every figure: 2 and 3 against the 50 ms sandbox, then 1, 4 and 5 against the instant one."""
+    """Run every figure: 2 and 3 against the 50 ms sandbox, then 1, 4, 5 and 6 against the instant one."""
     checks: list[str] = []
     profile = ""
     with serve_sandbox(SandboxConfig(size=SIZE, latency_seconds=LATENCY_SECONDS)) as slow:
@@ -538,6 +613,7 @@ def measure(repeats: Repeats, with_profile: bool) -> tuple[Json, list[str], str]
             profile = profile_report(slow.base_url)
     with serve_sandbox(SandboxConfig(size=SIZE, latency_seconds=0)) as fast:
         figures |= anyio.run(loopback_figures, fast, repeats)
+        figures |= anyio.run(a_version_figures, fast, repeats, checks)
     return figures, checks, profile
 
 
