@@ -1,12 +1,16 @@
-"""The command line: serve over stdio (the default), list the tools, or call one.
+"""The command line: serve (stdio by default), list or describe the tools, call one, check a setup.
 
-Logs go to stderr; stdout belongs to the MCP protocol (serve) or to the result (call).
+Logs go to stderr; stdout belongs to the MCP protocol (serve) or to the result (the commands).
+Options are accepted anywhere on the line, before or after the command, as in git or gh.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,10 +20,12 @@ from census_mcp.logs import configure_logging
 
 _COMMANDS_HELP = """\
 commands:
-  (none)            serve MCP over stdio; this is what an MCP client launches
-  tools             list the tools
+  (none)            serve MCP (stdio by default); this is what an MCP client launches
+  tools [NAME]      list the tools, or show one tool's arguments and an example call
   call TOOL [JSON]  call one tool through the MCP server in-process and print its text result,
                     e.g. census-mcp --sandbox call list_sources '{"test_status": "failed"}'
+  doctor            check the setup the server would use: token, API, network, Census, tools
+  sandbox-reset     forget what earlier runs did to the sandbox (see --sandbox-state)
 """
 
 
@@ -32,31 +38,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"census-mcp {__version__}")
     settings.add_arguments(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{tools,call}")
-    commands.add_parser("tools", help="list the tools")
-    call = commands.add_parser("call", help="call one tool and print its text result")
+    # The same options after a command: left out of the namespace unless given there.
+    after = argparse.ArgumentParser(add_help=False)
+    settings.add_arguments(after, suppress_defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="{tools,call,doctor,sandbox-reset}")
+    tools = commands.add_parser("tools", parents=[after], help="list the tools, or describe one")
+    tools.add_argument("name", nargs="?", help="a tool's name: show its arguments and an example call")
+    tools.add_argument("--json", action="store_true", help="print tools/list as a client receives it")
+    call = commands.add_parser("call", parents=[after], help="call one tool and print its text result")
     call.add_argument("tool", help="tool name, e.g. list_sources")
     call.add_argument("arguments", nargs="?", default="{}", help="tool arguments as a JSON object")
-    call.add_argument("--json", action="store_true", help="print the structured result as JSON too")
+    call.add_argument(
+        "--json", action="store_true", help="print one JSON document: isError, text, structuredContent"
+    )
+    commands.add_parser("doctor", parents=[after], help="check the setup, one line per check")
+    commands.add_parser("sandbox-reset", parents=[after], help="start the kept sandbox afresh")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader went away (`census-mcp tools | head`): nothing more to say, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = settings.from_arguments(args)
         for warning in config.warnings():
             print(f"census-mcp: warning: {warning}", file=sys.stderr)
+        if args.command == "sandbox-reset":
+            return _reset_sandbox(config)
+        if args.command == "doctor":
+            from census_mcp.doctor import run_doctor
+
+            return run_doctor(config)
         serving_http = args.command is None and config.transport == "http"
         if args.command != "tools":
             config.require_credentials(serving_http=serving_http)
         configure_logging(config)
         if serving_http:
-            from census_mcp.http import create_http_app
-
-            _serve_http(config, create_http_app(config))
-            return 0
+            return _serve_http(config)
 
         from census_mcp.server import build_server
 
@@ -65,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"census-mcp: {exc}", file=sys.stderr)
         return 2
     if args.command == "tools":
-        return _print_tools(server)
+        return _show_tools(server, config, args.name, as_json=args.json)
     if args.command == "call":
         try:
             arguments = json.loads(args.arguments)
@@ -75,31 +102,139 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(arguments, dict):
             print("census-mcp: the arguments must be a JSON object.", file=sys.stderr)
             return 2
-        return _call(server, args.tool, arguments, show_json=args.json)
+        return _call(server, args.tool, arguments, as_json=args.json)
     server.run()
     return 0
 
 
-def _serve_http(config: settings.Settings, app: Any) -> None:
-    """One process; for several workers, run census_mcp.asgi:create_app under uvicorn or gunicorn."""
+def _serve_http(config: settings.Settings) -> int:
+    """One process; for several workers, run census_mcp.asgi:create_app under uvicorn or gunicorn.
+
+    The port is bound before anything says "serving", so a busy port is one clear line.
+    """
     import uvicorn
 
-    print(f"census-mcp: serving MCP at http://{config.host}:{config.port}/mcp", file=sys.stderr)
-    uvicorn.run(app, host=config.host, port=config.port, log_config=None, log_level=config.log_level.lower())
+    from census_mcp.http import create_http_app
 
-
-def _print_tools(server: Any) -> int:
-    import anyio
-
-    for tool in anyio.run(server.list_tools):
-        hints = tool.annotations
-        kind = "read-only" if hints.read_only_hint else ("destructive" if hints.destructive_hint else "write")
-        summary = (tool.description or "").splitlines()[0]
-        print(f"{tool.name:<26} {kind:<11} {summary}")
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((config.host, config.port))
+    except OSError as exc:
+        listener.close()
+        busy = exc.errno == errno.EADDRINUSE
+        why = "is in use by another program" if busy else f"cannot be bound ({exc.strerror})"
+        print(
+            f"census-mcp: port {config.port} on {config.host} {why}: pass --port (CENSUS_MCP_PORT) "
+            "with a free one.",
+            file=sys.stderr,
+        )
+        return 2
+    # Listening before anything is said: a client that reads "serving" can connect at once.
+    listener.listen(2048)
+    app = create_http_app(config)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level=config.log_level.lower()))
+    print(f"census-mcp: serving MCP at http://{config.host}:{port}/mcp", file=sys.stderr, flush=True)
+    server.run(sockets=[listener])
     return 0
 
 
-def _call(server: Any, tool: str, arguments: dict[str, Any], *, show_json: bool) -> int:
+def _reset_sandbox(config: settings.Settings) -> int:
+    path = config.sandbox_state_path
+    if path is None:
+        print("census-mcp: the sandbox keeps nothing (--sandbox-state off): nothing to reset.")
+    elif path.exists():
+        path.unlink()
+        print(f"census-mcp: the sandbox starts afresh on its next run ({path} removed).")
+    else:
+        print(f"census-mcp: the sandbox is already fresh (nothing kept at {path}).")
+    return 0
+
+
+def _show_tools(server: Any, config: settings.Settings, name: str | None, *, as_json: bool) -> int:
+    import anyio
+
+    from census_mcp.tools import why_not_offered
+
+    listed = anyio.run(server.list_tools)
+    if name is None:
+        if as_json:
+            tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed]
+            print(json.dumps({"tools": tools}, indent=2))
+        else:
+            for tool in listed:
+                print(f"{tool.name:<26} {_kind(tool):<11} {(tool.description or '').splitlines()[0]}")
+        return 0
+    found = next((tool for tool in listed if tool.name == name), None)
+    if found is None:
+        print(f"census-mcp: {why_not_offered(name, config)}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(found.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2))
+    else:
+        print(describe_tool(found))
+    return 0
+
+
+def _kind(tool: Any) -> str:
+    hints = tool.annotations
+    if hints.read_only_hint:
+        return "read-only"
+    # The spec's default for a tool that writes is destructive.
+    return "write" if hints.destructive_hint is False else "destructive"
+
+
+def describe_tool(tool: Any) -> str:
+    """A tool's arguments (name, type, required, default, description) and an example call."""
+    schema = tool.input_schema
+    required = set(schema.get("required", []))
+    lines = [f"{tool.name} ({_kind(tool)}): {tool.description}", "", "Arguments:"]
+    rows = []
+    for arg, prop in schema["properties"].items():
+        kind = prop.get("type", "any")
+        if "enum" in prop:
+            kind += " (" + " | ".join(json.dumps(value) for value in prop["enum"]) + ")"
+        need = (
+            "required"
+            if arg in required
+            else f"default {json.dumps(prop['default'])}"
+            if "default" in prop
+            else "optional"
+        )
+        rows.append((arg, kind, need, prop.get("description", "")))
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines += [f"  {a:<{width[0]}}  {k:<{width[1]}}  {n:<{width[2]}}  {d}".rstrip() for a, k, n, d in rows]
+    example = {
+        arg: _example_value(arg, schema["properties"][arg]) for arg in schema["properties"] if arg in required
+    }
+    lines += ["", "Example:", f"  census-mcp call {tool.name} '{json.dumps(example)}'"]
+    return "\n".join(lines)
+
+
+_EXAMPLES: dict[str, Any] = {
+    "type": "snowflake",
+    "credentials": {
+        "account": "xy12345.us-east-1",
+        "user": "CENSUS",
+        "warehouse": "COMPUTE_WH",
+        "password": "...",
+    },
+    "confirm_name": "Snowflake - analytics",
+}
+
+
+def _example_value(name: str, prop: dict[str, Any]) -> Any:
+    """A plausible value for a required argument, for the example call."""
+    if name in _EXAMPLES:
+        return _EXAMPLES[name]
+    if "enum" in prop:
+        return prop["enum"][0]
+    return {"integer": prop.get("minimum", 1), "boolean": True, "object": {}}.get(prop.get("type", ""), "...")
+
+
+def _call(server: Any, tool: str, arguments: dict[str, Any], *, as_json: bool) -> int:
     import anyio
     from mcp import Client
 
@@ -110,7 +245,14 @@ def _call(server: Any, tool: str, arguments: dict[str, Any], *, show_json: bool)
             return await client.call_tool(tool, arguments)
 
     result = anyio.run(run)
-    print(result_text(result), file=sys.stderr if result.is_error else sys.stdout)
-    if show_json and result.structured_content is not None:
-        print(json.dumps(result.structured_content, indent=2))
+    text = result_text(result)
+    if as_json:
+        document = {
+            "isError": bool(result.is_error),
+            "text": text,
+            "structuredContent": result.structured_content,
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(text, file=sys.stderr if result.is_error else sys.stdout)
     return 1 if result.is_error else 0

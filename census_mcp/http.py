@@ -55,6 +55,12 @@ class Gate:
         if scope["type"] == "http" and scope["path"] == HEALTH_PATH:
             await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"] == MCP_PATH and scope["method"] == "GET":
+            # A stateless server has nothing to push, so it offers no GET stream (the streamable
+            # HTTP spec's 405), rather than an event stream that stays silent forever.
+            body = {"error": "method_not_allowed", "error_description": "POST MCP messages to /mcp."}
+            await JSONResponse(body, status_code=405, headers={"Allow": "POST"})(scope, receive, send)
+            return
         if scope["type"] != "http" or self.settings.no_auth:
             await self.app(scope, receive, send)
             return

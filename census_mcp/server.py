@@ -24,7 +24,7 @@ from census_mcp.census.errors import CensusError
 from census_mcp.census.retry import RetryPolicy, deadline
 from census_mcp.settings import Settings
 from census_mcp.summaries.text import result_size
-from census_mcp.tools import AppState, ToolDefinition, select_tools
+from census_mcp.tools import AppState, ToolDefinition, select_tools, why_not_offered
 from census_mcp.tools.errors import explain_census_error, explain_invalid_arguments
 from census_mcp.tools.schema import compact_arguments, compact_schema, outline_schema, require_plain_json
 
@@ -45,12 +45,15 @@ class CensusMCPServer(MCPServer[AppState]):
 
     def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.census_settings = settings
         self.max_result_bytes = settings.max_result_bytes
         self.deadline_seconds = settings.deadline_seconds
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
+        if self._tool_manager.get_tool(name) is None:
+            raise ToolError(why_not_offered(name, self.census_settings))
         try:
             # Census requests end by the deadline on their own; the hard stop is a backstop.
             with deadline(self.deadline_seconds), anyio.fail_after(self.deadline_seconds + _BACKSTOP_SECONDS):
@@ -81,7 +84,7 @@ def _explain(name: str, arguments: Mapping[str, Any], exc: ToolError) -> str:
     if isinstance(cause, ValidationError):
         return explain_invalid_arguments(name, cause)
     if isinstance(cause, CensusError):
-        return explain_census_error(cause, arguments)
+        return explain_census_error(cause, name, arguments)
     if isinstance(cause, ToolError):
         return str(cause)
     if cause is None:
@@ -99,28 +102,13 @@ def build_server(
 ) -> CensusMCPServer:
     """The server for these settings. `transport` overrides how Census is reached (tests, sandbox),
     `retry` how it is retried (tests inject a sleep that does not wait)."""
-    if settings.sandbox and transport is None:
-        transport, token = _sandbox_transport(settings)
-    else:
-        token = settings.token.get_secret_value() if settings.token else ""
-
+    transport, token = _census_access(settings, transport)
     # One cache per server, shared by every client the lifespan makes.
     cache = ListCache(ttl_seconds=settings.cache_seconds)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        census = CensusClient(
-            settings.api_base_url,
-            token,
-            api=API_VERSIONS[settings.api_version],
-            timeout_seconds=settings.timeout_seconds,
-            page_concurrency=settings.page_concurrency,
-            cache=cache,
-            retry=retry
-            or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),
-            transport=transport,
-        )
-        async with census:
+        async with _client(settings, token, transport, retry, cache) as census:
             yield AppState(census=census, settings=settings)
 
     return CensusMCPServer(
@@ -135,11 +123,48 @@ def build_server(
     )
 
 
+def census_client(settings: Settings) -> CensusClient:
+    """A Census client as the server would make one for these settings, without a cache (doctor)."""
+    transport, token = _census_access(settings, None)
+    return _client(settings, token, transport, None, ListCache(ttl_seconds=0))
+
+
+def _client(
+    settings: Settings,
+    token: str,
+    transport: httpx2.AsyncBaseTransport | None,
+    retry: RetryPolicy | None,
+    cache: ListCache,
+) -> CensusClient:
+    return CensusClient(
+        settings.api_base_url,
+        token,
+        api=API_VERSIONS[settings.api_version],
+        timeout_seconds=settings.timeout_seconds,
+        page_concurrency=settings.page_concurrency,
+        cache=cache,
+        retry=retry
+        or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),
+        transport=transport,
+    )
+
+
+def _census_access(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None
+) -> tuple[httpx2.AsyncBaseTransport | None, str]:
+    """How Census is reached and with which token: the sandbox in-process, or the settings' own."""
+    if settings.sandbox and transport is None:
+        return _sandbox_transport(settings)
+    return transport, settings.token.get_secret_value() if settings.token else ""
+
+
 def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
     """The built-in workspace, served in-process; imported only when asked for."""
     from census_mcp.sandbox import SANDBOX_TOKENS, SandboxConfig, create_sandbox_app
 
-    app = create_sandbox_app(SandboxConfig(size=settings.sandbox_size))
+    app = create_sandbox_app(
+        SandboxConfig(size=settings.sandbox_size, state_path=settings.sandbox_state_path)
+    )
     return httpx2.ASGITransport(app=app), SANDBOX_TOKENS[settings.api_version]
 
 
@@ -154,8 +179,22 @@ def _strict_tool(definition: ToolDefinition) -> Tool:
     )
     loose = tool.fn_metadata.arg_model
 
+    renamed = definition.old_spellings
+
     class StrictArguments(loose):  # type: ignore[valid-type,misc]
         model_config = ConfigDict(extra="forbid", title=loose.__name__)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _current_names(cls, data: Any) -> Any:
+            """An old spelling counts as the current one, unless both are given."""
+            if not isinstance(data, dict):
+                return data
+            current = dict(data)
+            for old, new in renamed.items():
+                if old in current and new not in current:
+                    current[new] = current.pop(old)
+            return current
 
         @model_validator(mode="after")
         def _plain_json(self) -> Any:

@@ -10,17 +10,33 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from census_mcp.census.api import API_VERSIONS, V1_RETIREMENT, VersionName, default_version
 
 SANDBOX_ORIGIN = "http://census-sandbox.invalid"
+SANDBOX_STATE_OFF = "off"
 _API_PATH = re.compile(r"/api/(v\d+)/?$")
+
+
+def _user_cache_dir() -> Path:
+    """Where this platform keeps a user's caches."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+DEFAULT_SANDBOX_STATE = str(_user_cache_dir() / "census-mcp" / "sandbox.json")
 
 
 class SettingsError(ValueError):
@@ -37,6 +53,9 @@ class Option:
     default: Any = None
     is_switch: bool = False
     choices: tuple[str, ...] | None = None
+    """Matched without regard to case."""
+    file_env: str | None = None
+    """For a secret: a variable naming a file that holds it (Docker and Kubernetes secrets)."""
 
 
 def _switch(value: str) -> bool:
@@ -87,6 +106,7 @@ OPTIONS: tuple[Option, ...] = (
         "CENSUS_API_TOKEN",
         "Census API token, sent as a bearer token: a workspace API token (secret-token:...) for API v1, "
         "a personal access token for API v2.",
+        file_env="CENSUS_API_TOKEN_FILE",
     ),
     Option(
         "api_version",
@@ -132,6 +152,14 @@ OPTIONS: tuple[Option, ...] = (
         "Number of sources seeded in the sandbox.",
         parse=_positive_int,
         default=60,
+    ),
+    Option(
+        "sandbox_state",
+        "--sandbox-state",
+        "CENSUS_MCP_SANDBOX_STATE",
+        "File where the sandbox keeps its workspace between runs, so that what one call creates the next "
+        "finds; `census-mcp sandbox-reset` starts it afresh, and 'off' keeps nothing.",
+        default=DEFAULT_SANDBOX_STATE,
     ),
     Option(
         "timeout_seconds",
@@ -232,6 +260,7 @@ OPTIONS: tuple[Option, ...] = (
         "--auth-token",
         "CENSUS_MCP_AUTH_TOKEN",
         "The bearer token HTTP clients must present, with --auth token.",
+        file_env="CENSUS_MCP_AUTH_TOKEN_FILE",
     ),
     Option(
         "no_auth",
@@ -278,6 +307,8 @@ class Settings:
     base_url: str | None = None
     sandbox: bool = False
     sandbox_size: int = 60
+    sandbox_state: str | None = None
+    """None or 'off': the sandbox forgets when the process ends (the command line's default keeps it)."""
     timeout_seconds: float = 30.0
     page_concurrency: int = 8
     cache_seconds: float = 30.0
@@ -305,6 +336,8 @@ class Settings:
                 f"API {self.api_version} has no known {self.region.upper()} host: pass --base-url "
                 f"(CENSUS_API_BASE_URL) with the {self.api_version} base URL Census gives you."
             )
+        if self.base_url is not None:
+            _check_base_url(self.base_url)
         named = _API_PATH.search(self.base_url or "")
         if named and named.group(1) != self.api_version:
             raise SettingsError(
@@ -328,7 +361,19 @@ class Settings:
                 found.append(f"API {self.api_version}: {mismatch}")
         if self.group_id is not None and not API_VERSIONS[self.api_version].has_groups:
             found.append("CENSUS_GROUP_ID is set, but API v1 has no groups: it is ignored.")
+        host = urlsplit(self.api_base_url).hostname
+        if self.api_base_url.startswith("http://") and not self.sandbox and host not in LOOPBACK_HOSTS:
+            found.append(
+                f"--base-url is plain http:// to {host}: the token would cross the network unencrypted."
+            )
         return found
+
+    @property
+    def sandbox_state_path(self) -> Path | None:
+        """The file the sandbox keeps its workspace in, or None when it keeps nothing."""
+        if self.sandbox_state in (None, "", SANDBOX_STATE_OFF):
+            return None
+        return Path(self.sandbox_state).expanduser()
 
     @property
     def passthrough(self) -> bool:
@@ -349,6 +394,26 @@ class Settings:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_BASE_URL_EXAMPLE = API_VERSIONS["v1"].hosts["us"]
+
+
+def _check_base_url(url: str) -> None:
+    """Refuse, at start-up, a base URL no request could use; the URL itself is not echoed, as it may
+    carry credentials."""
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "must start with https:// (or http:// for a local fake)"
+    elif not parts.hostname:
+        problem = "has no host"
+    elif parts.username or parts.password:
+        problem = "must not carry credentials: set the token with CENSUS_API_TOKEN"
+    elif parts.query or parts.fragment:
+        problem = "must not have a query or a fragment"
+    elif not _API_PATH.search(parts.path):
+        problem = "must end with the API's path, /api/v1 or /api/v2"
+    if problem:
+        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {_BASE_URL_EXAMPLE}.")
 
 
 def _require_http_auth_of(settings: Settings) -> None:
@@ -366,18 +431,25 @@ def _require_http_auth_of(settings: Settings) -> None:
         )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare every option as a flag whose help names its environment variable."""
+def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
+    """Declare every option as a flag whose help names its environment variable (and file variable).
+
+    `suppress_defaults` leaves an option that was not given out of the namespace, so that a
+    subcommand's parser, which takes the same options, never overwrites one given before it.
+    """
     for option in OPTIONS:
         shown_default = "" if option.default in (None, False) else f" Default: {option.default}."
-        help_text = f"{option.help}{shown_default} Env: {option.env}."
+        from_file = f" Or {option.file_env}: a file holding it." if option.file_env else ""
+        help_text = f"{option.help}{shown_default} Env: {option.env}.{from_file}"
+        default = argparse.SUPPRESS if suppress_defaults else None
         if option.is_switch:
             parser.add_argument(
-                option.flag, dest=option.dest, action="store_true", default=None, help=help_text
+                option.flag, dest=option.dest, action="store_true", default=default, help=help_text
             )
         else:
+            metavar = "{" + ",".join(option.choices) + "}" if option.choices else None
             parser.add_argument(
-                option.flag, dest=option.dest, default=None, choices=option.choices, help=help_text
+                option.flag, dest=option.dest, default=default, metavar=metavar, help=help_text
             )
 
 
@@ -393,6 +465,8 @@ def from_arguments(
         if given is None:
             raw = environ.get(option.env)
             given = None if raw is None or (raw == "" and not option.is_switch) else raw
+            if option.file_env and environ.get(option.file_env):
+                given = _read_secret_file(option, environ[option.file_env], also_set=given is not None)
         if given is None:
             values[option.dest] = option.default
             continue
@@ -405,6 +479,22 @@ def from_arguments(
     return Settings(**values)
 
 
+def _read_secret_file(option: Option, path: str, *, also_set: bool) -> str:
+    """A secret from the file a *_FILE variable names: read once, without its final newline."""
+    if also_set:
+        raise SettingsError(f"Set {option.env} or {option.file_env}, not both.")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"{option.file_env} names a file that cannot be read ({type(exc).__name__})."
+        ) from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret.strip():
+        raise SettingsError(f"{option.file_env} names an empty file.")
+    return secret
+
+
 def _parse(option: Option, given: Any) -> Any:
     if not isinstance(given, str):
         return given
@@ -412,8 +502,11 @@ def _parse(option: Option, given: Any) -> Any:
         value = option.parse(given)
     except ValueError as exc:
         raise SettingsError(f"Invalid {option.flag} / {option.env}: {exc}") from None
-    if option.choices is not None and value not in option.choices:
-        raise SettingsError(
-            f"Invalid {option.flag} / {option.env}: choose one of {', '.join(option.choices)}."
-        )
+    if option.choices is not None:
+        matching = [choice for choice in option.choices if choice.casefold() == str(value).casefold()]
+        if not matching:
+            raise SettingsError(
+                f"Invalid {option.flag} / {option.env}: choose one of {', '.join(option.choices)}."
+            )
+        value = matching[0]
     return value

@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from mcp import Client, StdioServerParameters
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
 from tests.test_contract import EXPECTED
-from tests.test_real_clients import ROOT, node_tool
+from tests.test_real_clients import ROOT, node_environment, node_tool
 from tests.test_stdio import _environment
 
 UV_CACHE = ROOT / "build" / "uv-cache"
@@ -44,7 +45,12 @@ LEFT_OUT = re.compile(r"(^|/)(\.venv|node_modules|tests|bench|\.git|build|__pyca
 
 def _mcpb(*arguments: str) -> None:
     done = subprocess.run(
-        [node_tool("mcpb"), *arguments], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        [node_tool("mcpb"), *arguments],
+        env=node_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -61,7 +67,7 @@ def test_the_bundle_ships_the_server_and_nothing_else(bundle: Path) -> None:
     """.mcpbignore keeps the virtualenv, the Node tools, tests and caches out of what users download."""
     assert bundle.stat().st_size < MAX_BUNDLE_BYTES
     names = zipfile.ZipFile(bundle).namelist()
-    assert {"manifest.json", "pyproject.toml", "README.md", "census_mcp/server.py"} <= set(names)
+    assert {"manifest.json", "pyproject.toml", "uv.lock", "README.md", "census_mcp/server.py"} <= set(names)
     assert [name for name in names if LEFT_OUT.search(name)] == []
 
 
@@ -113,3 +119,9 @@ async def test_the_unpacked_bundle_runs_as_its_manifest_says(
     assert any(request.path.endswith("/sources") for request in sandbox.workspace.requests)
     [installed] = unpacked.glob(".venv/lib/python*/site-packages/census_mcp-*.dist-info/direct_url.json")
     assert json.loads(installed.read_text())["url"] == unpacked.as_uri()
+    # Every dependency at the version the lock pins, the one the tests ran.
+    locked = tomllib.loads((unpacked / "uv.lock").read_text())["package"]
+    site_packages = installed.parent.parent
+    for name in ("mcp", "httpx2", "pydantic"):
+        version = next(package["version"] for package in locked if package["name"] == name)
+        assert (site_packages / f"{name}-{version}.dist-info").is_dir(), f"{name} is not at {version}"

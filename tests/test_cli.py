@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
+from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from census_mcp.settings import OPTIONS
+from tests.conftest import Sandbox
+from tests.test_contract import EXPECTED
+from tests.test_real_clients import NODE_BIN, ROOT
 from tests.test_stdio import _console_script, _environment
 
 
@@ -20,8 +28,9 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_call_on_the_sandbox_names_the_failing_sources() -> None:
     done = _run("--sandbox", "call", "list_sources", '{"test_status": "failed", "limit": 100}', "--json")
     assert done.returncode == 0, done.stderr
-    text, _, structured = done.stdout.partition("\n{")
-    data = json.loads("{" + structured)
+    document = json.loads(done.stdout)
+    assert document["isError"] is False
+    text, data = document["text"], document["structuredContent"]
     assert data["total"] == len(data["sources"]) > 0
     assert f"{data['total']} of 60 sources match (last test failed)" in text
     for item in data["sources"]:
@@ -56,3 +65,217 @@ def test_help_documents_every_flag_and_its_environment_variable() -> None:
         assert option.flag in flat
         assert option.env in flat
     assert "call TOOL" in flat
+
+
+# ------------------------------------------------------------------ the first hour
+
+
+def _sandboxed(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run("--sandbox", *args, CENSUS_MCP_SANDBOX_STATE=str(state))
+
+
+def _json_call(state: Path, tool: str, arguments: dict[str, object]) -> dict[str, Any]:
+    done = _sandboxed(state, "call", tool, json.dumps(arguments), "--json")
+    document: dict[str, Any] = json.loads(done.stdout)
+    assert done.returncode == (1 if document["isError"] else 0)
+    return document
+
+
+def test_the_sandbox_keeps_a_create_get_update_delete_trial_across_calls(tmp_path: Path) -> None:
+    state = tmp_path / "sandbox.json"
+    credentials = {"account": "a", "user": "u", "warehouse": "w", "password": "p"}
+    created = _json_call(state, "create_source", {"type": "snowflake", "credentials": credentials})
+    source_id = created["structuredContent"]["id"]
+    assert source_id == 61
+    got = _json_call(state, "get_source", {"source_id": source_id})
+    assert got["structuredContent"]["type"] == "snowflake"
+    updated = _json_call(state, "update_source", {"source_id": source_id, "label": "Trial"})
+    assert updated["structuredContent"]["label"] == "Trial"
+    job = _json_call(state, "refresh_source_tables", {"source_id": source_id})["structuredContent"]
+    status = _json_call(
+        state, "get_refresh_tables_status", {"source_id": source_id, "refresh_key": job["refresh_key"]}
+    )
+    assert status["isError"] is False, status["text"]
+    deleted = _json_call(state, "delete_source", {"source_id": source_id, "confirm_name": "Trial"})
+    assert deleted["structuredContent"] == {"deleted": True, "id": source_id, "name": "Trial"}
+    gone = _json_call(state, "get_source", {"source_id": source_id})
+    assert gone["isError"] is True
+    assert f"No source with id {source_id}" in gone["text"]
+    assert json.loads(state.read_text())["next_id"] == source_id + 1
+
+
+def test_sandbox_reset_starts_afresh(tmp_path: Path) -> None:
+    state = tmp_path / "kept" / "sandbox.json"
+    credentials = {"account": "a", "user": "u", "warehouse": "w", "password": "p"}
+    _json_call(state, "create_source", {"type": "snowflake", "credentials": credentials})
+    assert _json_call(state, "list_sources", {})["structuredContent"]["workspace_total"] == 61
+    reset = _sandboxed(state, "sandbox-reset")
+    assert reset.returncode == 0
+    assert "starts afresh" in reset.stdout
+    assert not state.exists()
+    assert _json_call(state, "list_sources", {})["structuredContent"]["workspace_total"] == 60
+    off = _run("--sandbox", "call", "get_source", '{"source_id": 61}', CENSUS_MCP_SANDBOX_STATE="off")
+    assert off.returncode == 1
+
+
+def test_options_are_accepted_after_the_command() -> None:
+    done = _run("call", "list_sources", '{"limit": 1}', "--sandbox", "--sandbox-size", "70", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["structuredContent"]["workspace_total"] == 70
+    before_and_after = _run("--sandbox-size", "80", "call", "list_sources", "--sandbox")
+    assert "of 80 sources match" in before_and_after.stdout
+    listed = _run("tools", "--read-only")
+    assert "delete_source" not in listed.stdout
+    assert "list_sources" in listed.stdout
+
+
+def test_json_is_one_document_on_errors_too() -> None:
+    done = _run("--sandbox", "call", "get_source", '{"source_id": 99999}', "--json")
+    assert done.returncode == 1
+    document = json.loads(done.stdout)
+    assert document == {"isError": True, "text": document["text"], "structuredContent": None}
+    assert "No source with id 99999" in document["text"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "complaint"),
+    [
+        ("not-a-url", "must start with https://"),
+        ("https://app.getcensus.com", "must end with the API's path, /api/v1 or /api/v2"),
+        ("https://user:pw@app.getcensus.com/api/v1", "must not carry credentials"),
+    ],
+)
+def test_a_base_url_no_request_could_use_is_refused_at_start_up(base_url: str, complaint: str) -> None:
+    done = _run("call", "list_sources", "--token", "secret-token:x", "--base-url", base_url)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert complaint in done.stderr
+    assert "pw" not in done.stderr
+
+
+def test_a_refused_connection_fails_at_once_naming_the_host() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = _run(
+        "call", "list_sources", "--token", "secret-token:x", "--base-url", f"http://127.0.0.1:{port}/api/v1"
+    )
+    assert done.returncode == 1
+    assert f"could not connect to Census at 127.0.0.1:{port}: the connection was refused" in done.stderr
+    # A wrong address does not heal: the retries stop within the 2 s given to unreachable hosts.
+    over = re.search(r"Gave up after (\d+) attempts over ([\d.]+) s", done.stderr)
+    assert over is not None
+    assert float(over.group(2)) <= 2.0
+
+
+def test_turned_off_and_unknown_tools_say_why() -> None:
+    off = _run("--sandbox", "--read-only", "call", "delete_source", '{"source_id": 1, "confirm_name": "x"}')
+    assert off.returncode == 1
+    assert "delete_source is turned off by --read-only" in off.stderr
+    excluded = _run(
+        "--sandbox", "--exclude-tools", "update_source", "call", "update_source", '{"source_id": 1}'
+    )
+    assert "update_source is turned off by --exclude-tools" in excluded.stderr
+    unknown = _run("--sandbox", "call", "get_sources", "{}")
+    assert unknown.returncode == 1
+    assert "No tool has that name. Did you mean get_source" in unknown.stderr
+    assert "census-mcp tools" in unknown.stderr
+
+
+def test_tools_describes_one_tool_and_prints_tools_list_as_json() -> None:
+    described = _run("tools", "delete_source")
+    assert described.returncode == 0, described.stderr
+    lines = described.stdout.splitlines()
+    assert lines[0].startswith("delete_source (destructive): Delete a source permanently")
+    assert any(re.match(r"\s+source_id\s+integer\s+required\s+From list_sources\.", line) for line in lines)
+    assert any(re.match(r"\s+confirm_name\s+string\s+required\s+The source's exact", line) for line in lines)
+    example = lines[-1].strip()
+    assert example.startswith("census-mcp call delete_source '")
+    assert set(json.loads(example.split("'")[1])) == {"source_id", "confirm_name"}
+    with_defaults = _run("tools", "list_sources").stdout
+    assert re.search(r"limit\s+integer\s+default 25\s+Items per page\.", with_defaults)
+    assert '"desc" | "asc"' in with_defaults
+    listed = json.loads(_run("tools", "--json").stdout)
+    assert [tool["name"] for tool in listed["tools"]] == EXPECTED
+    assert all("inputSchema" in tool and "outputSchema" in tool for tool in listed["tools"])
+    missing = _run("tools", "delete_sauce")
+    assert missing.returncode == 1
+    assert "Did you mean delete_source" in missing.stderr
+
+
+def test_one_name_for_one_thing_and_types_and_regions_without_regard_to_case() -> None:
+    new = _run("--sandbox", "call", "get_source_type", '{"type": "Snowflake"}')
+    old = _run("--sandbox", "call", "get_source_type", '{"service_name": "snowflake"}')
+    assert new.returncode == old.returncode == 0, new.stderr + old.stderr
+    assert new.stdout == old.stdout
+    assert new.stdout.startswith("Source type snowflake")
+    listed = _run("--sandbox", "call", "list_sources", '{"type": "SNOWFLAKE", "limit": 1}')
+    assert "(type=snowflake)" in listed.stdout
+    bad = _run("--sandbox", "call", "list_sources", '{"type": "snow flake"}')
+    assert "must be a source type: letters, digits and _" in bad.stderr
+    assert "^[a-z]" not in bad.stderr
+    absent = _run("--sandbox", "call", "list_sources", '{"type": "oracle"}')
+    assert "No source in the workspace has type oracle; the types it has: snowflake" in absent.stdout
+    region = _run("doctor", "--token", "secret-token:x", CENSUS_REGION="EU")
+    assert "API v1 at https://app-eu.getcensus.com/api/v1" in region.stdout
+
+
+def test_the_node_the_tools_run_on_satisfies_what_they_declare() -> None:
+    declared = json.loads((ROOT / "node_modules/@modelcontextprotocol/inspector/package.json").read_text())
+    minimum = tuple(int(part) for part in declared["engines"]["node"].removeprefix(">=").split("."))
+    found = subprocess.run([str(NODE_BIN / "node"), "--version"], capture_output=True, text=True, check=True)
+    assert tuple(int(part) for part in found.stdout.strip().removeprefix("v").split(".")) >= minimum
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_doctor_checks_the_sandbox() -> None:
+    done = _run("--sandbox", "--api-version", "v2", "doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert all(line[:4] in ("ok  ", "warn") for line in lines), lines
+    assert "API v2 at http://census-sandbox.invalid/api/v2" in done.stdout
+    assert "sources: 60 across every group the token can see" in done.stdout
+    assert "tools: 10 on" in done.stdout
+
+
+@pytest.mark.anyio
+async def test_doctor_checks_a_real_census_over_loopback(sandbox: Sandbox) -> None:
+    done = await anyio.to_thread.run_sync(
+        lambda: _run(
+            "doctor",
+            CENSUS_API_TOKEN=sandbox.token,
+            CENSUS_API_VERSION=sandbox.api_version,
+            CENSUS_API_BASE_URL=sandbox.base_url,
+            CENSUS_MCP_READ_ONLY="1",
+        )
+    )
+    assert done.returncode == 0, done.stdout
+    assert "DNS: 127.0.0.1 resolves to 127.0.0.1" in done.stdout
+    assert "TLS: none, plain HTTP to 127.0.0.1" in done.stdout
+    assert "Census: the token was accepted" in done.stdout
+    assert f"sources: {len(sandbox.workspace.sources)} " in done.stdout
+    assert re.search(r"ok    clock: \d+ s (ahead of|behind) Census", done.stdout)
+    assert "tools: 6 on (--read-only)" in done.stdout
+    assert sandbox.token not in done.stdout + done.stderr
+    refused = await anyio.to_thread.run_sync(
+        lambda: _run(
+            "doctor",
+            CENSUS_API_TOKEN="secret-token:wrong-one",
+            CENSUS_API_VERSION=sandbox.api_version,
+            CENSUS_API_BASE_URL=sandbox.base_url,
+        )
+    )
+    assert refused.returncode == 1
+    assert re.search(r"^FAIL  Census: Census rejected the API token \(401\)", refused.stdout, re.M)
+    assert "wrong-one" not in refused.stdout + refused.stderr
+
+
+def test_doctor_fails_on_a_host_that_does_not_resolve_and_without_a_token() -> None:
+    done = _run("doctor", "--token", "secret-token:x", "--base-url", "https://census.invalid/api/v1")
+    assert done.returncode == 1
+    assert "FAIL  DNS: census.invalid does not resolve" in done.stdout
+    bare = _run("doctor")
+    assert bare.returncode == 1
+    assert "FAIL  token: none; set CENSUS_API_TOKEN" in bare.stdout

@@ -52,14 +52,28 @@ async def test_every_tool_is_fully_described(client: Client) -> None:
             assert prop.get("description"), f"{tool['name']}.{name} has no description"
         hints = tool["annotations"]
         assert hints["title"]
-        write_hints = {"destructiveHint", "idempotentHint"}
-        assert set(hints) == {"title", "readOnlyHint", "openWorldHint"} | (
-            set() if hints["readOnlyHint"] else write_hints
-        )
+        # Only hints that differ from the spec's defaults are sent; destructive and idempotent
+        # mean something only for tools that write.
+        assert "openWorldHint" not in hints
+        assert hints.get("readOnlyHint", True) is True
+        if hints.get("readOnlyHint"):
+            assert set(hints) == {"title", "readOnlyHint"}
+        else:
+            assert hints.get("destructiveHint", False) is False
+            assert hints.get("idempotentHint", True) is True
+
+
+# The MCP spec's defaults for hints a tool leaves out.
+SPEC_DEFAULTS = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
 
 
 async def test_annotations_are_true_to_what_tools_do(client: Client) -> None:
-    hints = {tool["name"]: tool["annotations"] for tool in await _tools(client)}
+    hints = {tool["name"]: SPEC_DEFAULTS | tool["annotations"] for tool in await _tools(client)}
     read_only = {name for name, h in hints.items() if h["readOnlyHint"]}
     assert read_only == {
         "list_sources",
@@ -69,7 +83,7 @@ async def test_annotations_are_true_to_what_tools_do(client: Client) -> None:
         "get_source_type",
         "list_source_tables",
     }
-    destructive = {name for name, h in hints.items() if h.get("destructiveHint")}
+    destructive = {name for name, h in hints.items() if h["destructiveHint"] and not h["readOnlyHint"]}
     assert destructive == {"update_source", "delete_source"}
     assert not hints["create_source"]["idempotentHint"]
     assert not hints["refresh_source_tables"]["idempotentHint"]

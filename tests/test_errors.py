@@ -151,11 +151,14 @@ async def test_refused_connection_says_what_failed_and_where() -> None:
         text = await call_error(client, "list_sources")
     assert "Could not reach Census" in text
     assert f"GET {base_url}/sources" in text
-    assert "ConnectError" in text
+    assert f"could not connect to Census at 127.0.0.1:{port}: the connection was refused" in text
 
 
 async def test_unknown_tool_is_a_tool_error(scripted: tuple[Scripted, str]) -> None:
     _, base_url = scripted
     async with Client(build_server(Settings(token=SecretStr(TOKEN), base_url=base_url))) as client:
         text = await call_error(client, "drop_everything", {})
-    assert "drop_everything" in text
+        near_miss = await call_error(client, "list_source", {})
+    assert text == "No tool has that name. The tools are listed by tools/list, or `census-mcp tools`."
+    assert "Did you mean list_sources" in near_miss
+    assert "list_source " not in near_miss

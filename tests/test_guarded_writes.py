@@ -38,7 +38,9 @@ async def test_read_only_lists_and_serves_only_reads(sandbox: Sandbox) -> None:
             ("delete_source", {"source_id": 1, "confirm_name": sandbox.workspace.sources[1]["name"]}),
             ("refresh_source_tables", {"source_id": 1}),
         ]:
-            assert "Unknown tool" in await call_error(client, tool, arguments)
+            assert await call_error(client, tool, arguments) == (
+                f"{tool} is turned off by --read-only (CENSUS_MCP_READ_ONLY): this server only reads."
+            )
         await call_ok(client, "list_sources")
     assert all(r.method == "GET" for r in sandbox.workspace.requests)
     assert 1 in sandbox.workspace.sources

@@ -329,7 +329,8 @@ async def test_service_names_outside_the_pattern_are_refused(
 ) -> None:
     result = await checked_call(client, sandbox, "get_source_type", {"service_name": service_name})
     assert result.is_error
-    assert "Invalid arguments for get_source_type: service_name" in result_text(result)
+    # `service_name` is the old spelling of `type`, and is checked as such.
+    assert "Invalid arguments for get_source_type: type" in result_text(result)
     assert service_name not in result_text(result)
     assert sandbox.workspace.requests == []
 

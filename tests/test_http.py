@@ -4,6 +4,8 @@ check, DNS-rebinding protection, and the ASGI factory, over real loopback socket
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -18,6 +20,7 @@ from census_mcp.http import create_http_app
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
 from tests.helpers import call_error, call_ok
+from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +156,63 @@ async def test_the_factory_app_serves_over_loopback(
             result = await call_ok(client, "get_source", {"source_id": 2})
     assert result.structured_content is not None
     assert result.structured_content["id"] == 2
+
+
+async def test_a_plain_get_of_mcp_is_refused_at_once_not_left_hanging(sandbox: Sandbox) -> None:
+    """A stateless server pushes nothing, so it offers no GET stream: 405 with Allow, as the spec allows."""
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient(timeout=5) as http:
+            anonymous = await http.get(url, headers={"Accept": "text/event-stream"})
+            signed_in = await http.get(
+                url, headers={"Accept": "text/event-stream", "Authorization": f"Bearer {AUTH_TOKEN}"}
+            )
+        # Both eras of the SDK's client still work against it.
+        for mode in ("auto", "legacy"):
+            async with connected(url, AUTH_TOKEN, mode) as client:
+                await call_ok(client, "get_source", {"source_id": 2})
+    for answer in (anonymous, signed_in):
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "POST"
+        assert answer.headers["content-type"].startswith("application/json")
+
+
+def test_serving_on_a_busy_port_says_so_in_one_line_and_never_claims_to_serve() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [_console_script(), "--sandbox", "--transport", "http", "--no-auth", "--port", str(port)],
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"census-mcp: port {port} on 127.0.0.1 is in use by another program: pass --port (CENSUS_MCP_PORT) "
+        "with a free one.\n"
+    )
+    assert "serving" not in done.stderr
+
+
+def test_serving_is_said_once_the_port_is_bound() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [_console_script(), "--sandbox", "--transport", "http", "--no-auth", "--port", str(port)],
+        env=_environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        said = server.stderr.readline()
+        assert said == f"census-mcp: serving MCP at http://127.0.0.1:{port}/mcp\n"
+        # Said only when a connection can be made at once.
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -5,6 +5,7 @@ the SDK's own HTTP client, so interoperability is proven by a client we did not 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -35,12 +36,21 @@ AUTH_REQUIRED_EXIT = 3
 ERAS = ["legacy", "modern"]
 
 
+NODE_BIN = ROOT / "node_modules" / ".bin"
+
+
 def node_tool(name: str) -> str:
     """A Node CLI pinned in package-lock.json; scripts/check installs them with `npm ci`."""
-    path = ROOT / "node_modules" / ".bin" / name
+    path = NODE_BIN / name
     if not path.exists():
         pytest.fail(f"{path} is missing: run `npm ci` in {ROOT} (scripts/check does)")
     return str(path)
+
+
+def node_environment(**extra: str) -> dict[str, str]:
+    """The environment for a pinned Node CLI: the Node.js package-lock.json pins (which the tools
+    declare) first on PATH, whatever Node the machine has."""
+    return _environment(PATH=f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Inspector:
         return subprocess.run(
             [*command, "--", *self.target],
             # The Inspector keeps a catalog under ~/.mcp-inspector: keep it out of the real home.
-            env=_environment(HOME=str(self.home)),
+            env=node_environment(HOME=str(self.home)),
             capture_output=True,
             text=True,
             timeout=60,
@@ -78,7 +88,12 @@ class Inspector:
 def _lists_and_calls_tools(inspector: Inspector) -> None:
     """What a user does first in any client: list the tools, ask a question, look one up, mistype."""
     # --strict: exit 6 if any tool schema has an error-severity portability problem.
-    listed = inspector.result("--method", "tools/list", "--strict")
+    done = inspector.run("--method", "tools/list", "--strict")
+    assert done.returncode == 0, done.stderr
+    # The strict portability check prints its findings, errors and warnings alike, on stderr.
+    assert "Warning" not in done.stderr, done.stderr
+    assert "Error" not in done.stderr, done.stderr
+    listed = json.loads(done.stdout)["result"]
     assert [tool["name"] for tool in listed["tools"]] == EXPECTED
 
     failing = inspector.call("list_sources", {"test_status": "failed"})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from census_mcp.census.api import V1
 from census_mcp.cli import build_parser
-from census_mcp.settings import Settings, SettingsError, from_arguments
+from census_mcp.settings import DEFAULT_SANDBOX_STATE, Settings, SettingsError, from_arguments
 
 BEFORE_RETIREMENT, RETIREMENT_DAY = date(2026, 12, 1), date(2027, 1, 15)
 
@@ -117,3 +118,57 @@ def test_a_default_group_on_v1_is_warned_about() -> None:
         "CENSUS_GROUP_ID is set, but API v1 has no groups: it is ignored."
     ]
     assert _settings("--api-version", "v2", CENSUS_GROUP_ID="abundant_giraffe").group_id == "abundant_giraffe"
+
+
+def test_secrets_can_come_from_files_as_docker_and_kubernetes_mount_them(tmp_path: Path) -> None:
+    token_file, auth_file = tmp_path / "census_token", tmp_path / "mcp_token"
+    token_file.write_text("secret-token:from-a-file\n")
+    auth_file.write_text("shared-from-a-file\r\n")
+    settings = _settings(CENSUS_API_TOKEN_FILE=str(token_file), CENSUS_MCP_AUTH_TOKEN_FILE=str(auth_file))
+    assert settings.token is not None
+    assert settings.auth_token is not None
+    assert settings.token.get_secret_value() == "secret-token:from-a-file"
+    assert settings.auth_token.get_secret_value() == "shared-from-a-file"
+    # The flag still wins, as it does over the variable.
+    flagged = _settings("--token", "secret-token:flag", CENSUS_API_TOKEN_FILE=str(token_file))
+    assert flagged.token is not None
+    assert flagged.token.get_secret_value() == "secret-token:flag"
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        (
+            {"CENSUS_API_TOKEN": "secret-token:x", "CENSUS_API_TOKEN_FILE": "{file}"},
+            "Set CENSUS_API_TOKEN or CENSUS_API_TOKEN_FILE, not both.",
+        ),
+        (
+            {"CENSUS_MCP_AUTH_TOKEN_FILE": "{missing}"},
+            "CENSUS_MCP_AUTH_TOKEN_FILE names a file that cannot be read (FileNotFoundError).",
+        ),
+        ({"CENSUS_API_TOKEN_FILE": "{empty}"}, "CENSUS_API_TOKEN_FILE names an empty file."),
+    ],
+)
+def test_secret_files_that_cannot_serve_are_refused_in_one_line(
+    tmp_path: Path, env: dict[str, str], complaint: str
+) -> None:
+    (tmp_path / "token").write_text("secret-token:in-file\n")
+    (tmp_path / "empty").write_text("\n")
+    paths = {"file": tmp_path / "token", "missing": tmp_path / "nope", "empty": tmp_path / "empty"}
+    with pytest.raises(SettingsError) as refused:
+        _settings(**{key: value.format(**paths) for key, value in env.items()})
+    assert str(refused.value) == complaint
+    assert "in-file" not in str(refused.value)
+
+
+def test_choices_are_matched_without_regard_to_case() -> None:
+    settings = _settings(CENSUS_REGION="EU", CENSUS_API_VERSION="V1", CENSUS_MCP_TRANSPORT="HTTP")
+    assert (settings.region, settings.api_version, settings.transport) == ("eu", "v1", "http")
+    assert _settings("--log-level", "debug").log_level == "DEBUG"
+
+
+def test_the_command_line_keeps_the_sandbox_in_the_user_cache_and_direct_settings_keep_nothing() -> None:
+    assert _settings().sandbox_state_path == Path(DEFAULT_SANDBOX_STATE)
+    assert DEFAULT_SANDBOX_STATE.endswith("census-mcp/sandbox.json")
+    assert _settings(CENSUS_MCP_SANDBOX_STATE="off").sandbox_state_path is None
+    assert Settings(sandbox=True).sandbox_state_path is None

@@ -25,8 +25,10 @@ def _console_script() -> str:
 
 
 def _environment(**extra: str) -> dict[str, str]:
+    """This process's environment without its Census settings; the sandbox keeps nothing between runs
+    (a test that wants it kept names a file)."""
     keep = {key: value for key, value in os.environ.items() if not key.startswith("CENSUS_")}
-    return keep | extra
+    return keep | {"CENSUS_MCP_SANDBOX_STATE": "off"} | extra
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

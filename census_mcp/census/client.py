@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -35,7 +36,16 @@ from census_mcp.census.errors import (
     CensusUnavailableError,
     CensusUnknownOutcomeError,
 )
-from census_mcp.census.models import Listing, Page, RefreshJob, RefreshStatus, Source, SourceType, Table
+from census_mcp.census.models import (
+    Listing,
+    Page,
+    Pagination,
+    RefreshJob,
+    RefreshStatus,
+    Source,
+    SourceType,
+    Table,
+)
 from census_mcp.census.retry import IDEMPOTENT_METHODS, RETRY_STATUSES, RetryPolicy
 from census_mcp.redaction import scrub, secret_values
 from census_mcp.untrusted import quote
@@ -152,6 +162,20 @@ class CensusClient:
         return await self._cached_list(
             Operation.LIST_TABLES, Table, params, refresh=refresh, source_id=source_id
         )
+
+    async def probe(self) -> Probe:
+        """One small read, the newest source: whether Census takes the token, how many sources it
+        lets this token see, and Census's clock (its Date header)."""
+        route = self.api.route(Operation.LIST_SOURCES)
+        where = self._where(route.method, route.path)
+
+        def parse(response: httpx2.Response) -> Probe:
+            body = _json_body(response, where)
+            pagination = body.get("pagination") if isinstance(body, dict) else None
+            total = self._parse(Pagination, pagination).total_records
+            return Probe(sources=total, census_date=response.headers.get("date"))
+
+        return await self._send(route, route.path, parse, params={"page": 1, "per_page": 1})
 
     # Source types
 
@@ -328,7 +352,7 @@ class CensusClient:
             elapsed = policy.clock() - started
             if retryable and attempt < policy.max_attempts:
                 wait = policy.delay(attempt, outcome.retry_after)
-                if wait < policy.remaining(started):
+                if wait < policy.remaining(started, unreachable=outcome.unreachable):
                     logger.info("Retrying %s in %.2f s after: %s", where, wait, outcome.error.message)
                     await policy.sleep(wait)
                     continue
@@ -352,11 +376,20 @@ class CensusClient:
             response = await self._http.request(
                 method, path, params=params, json=json, timeout=timeout, headers=self._auth_header()
             )
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
             error: CensusError = CensusConnectionError(
-                f"{where} could not connect to Census ({type(exc).__name__})."
+                f"{where} could not connect to Census at {_host_and_port(self._http.base_url)}: "
+                f"{_why_unreachable(exc)}."
             )
+            return _Failure(error, before_sending=True, unreachable=True)
+        except httpx2.PoolTimeout:
+            error = CensusConnectionError(f"{where} found every connection to Census busy.")
             return _Failure(error, before_sending=True)
+        except (httpx2.UnsupportedProtocol, httpx2.InvalidURL) as exc:
+            error = CensusConnectionError(
+                f"{where} cannot be sent: the base URL is unusable ({type(exc).__name__})."
+            )
+            return _Failure(error, transient=False)
         except httpx2.TimeoutException:
             error = CensusConnectionError(
                 f"{where} timed out after {timeout:.1f} s with no answer from Census."
@@ -428,11 +461,19 @@ class CensusClient:
 
 
 @dataclass(frozen=True)
+class Probe:
+    sources: int
+    census_date: str | None
+    """Census's Date header, as sent."""
+
+
+@dataclass(frozen=True)
 class _Failure:
     """One failed attempt, and what it tells about trying again."""
 
     error: CensusError
     before_sending: bool = False  # the request never left: repeating it is always safe
+    unreachable: bool = False  # refused or unresolvable: worth only a short while of retrying
     may_have_reached: bool = False  # Census may have acted on it
     transient: bool = True  # worth asking again
     retry_after: str | None = None
@@ -446,6 +487,24 @@ def _final(failure: _Failure, attempts: int, elapsed: float, *, unknown: bool) -
     if unknown:
         return CensusUnknownOutcomeError(message, status_code=failure.error.status_code)
     return type(failure.error)(message, status_code=failure.error.status_code)
+
+
+def _host_and_port(url: httpx2.URL) -> str:
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _why_unreachable(exc: httpx2.HTTPError) -> str:
+    """What stopped the connection, in words, from the OS error underneath httpx's."""
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return "no answer to the connection attempt"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "its name does not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused"
+        cause = cause.__cause__ or cause.__context__
+    return f"the connection failed ({type(exc).__name__})"
 
 
 def _json_body(response: httpx2.Response, where: str) -> Any:

@@ -42,14 +42,19 @@ class RetryPolicy:
     budget_seconds: float = 45.0
     base_delay_seconds: float = 0.5
     max_delay_seconds: float = 8.0
+    unreachable_seconds: float = 2.0
+    """How long to keep trying a host that refuses connections or does not resolve: a blip heals in
+    this time, a wrong address never does, and the user should hear so at once."""
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     jitter: Callable[[], float] = random.random
 
-    def remaining(self, started: float) -> float:
-        """Seconds left for this request: the retry budget, or the caller's deadline if sooner."""
-        left = self.budget_seconds - (self.clock() - started)
+    def remaining(self, started: float, *, unreachable: bool = False) -> float:
+        """Seconds left for this request: the retry budget, or the caller's deadline if sooner; for
+        a host that cannot be reached, the short budget for that."""
+        budget = self.unreachable_seconds if unreachable else self.budget_seconds
+        left = budget - (self.clock() - started)
         until_deadline = _deadline.get()
         return left if until_deadline is None else min(left, until_deadline - self.clock())
 

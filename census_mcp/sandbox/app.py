@@ -8,15 +8,19 @@ HTML 404s from a proxy) so that the client and the MCP tools can be tested and b
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -43,6 +47,7 @@ from census_mcp.sandbox.versions import (
 
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 25, 100
 FIRST_REFRESH_KEY = 1647978948
+_STATE_FORMAT = 1
 _LIST_FIELDS = (
     "id",
     "name",
@@ -87,6 +92,8 @@ class SandboxConfig:
     missing_status: int = 404
     v1_retired: int | None = None
     """When set, every /api/v1 request answers this status, saying v1 is retired (410, 401 or 404)."""
+    state_path: Path | None = None
+    """A file the workspace is kept in between runs: loaded at start, written after every change."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.missing_v2) - set(V2_OPERATIONS))
@@ -119,6 +126,7 @@ class RequestRecord:
 class RefreshJob:
     source_id: int
     started: float
+    """Wall-clock seconds, so that a job outlives the process when the workspace is kept in a file."""
 
 
 @dataclass
@@ -138,6 +146,39 @@ class Workspace:
     def seeded(cls, size: int, seed: int, faults: FaultConfig = NO_FAULTS) -> Workspace:
         sources = {source["id"]: source for source in build_workspace(size, seed)}
         return cls(sources=sources, next_id=max(sources, default=0) + 1, faults=faults)
+
+    @classmethod
+    def kept_in(cls, path: Path, size: int, seed: int, faults: FaultConfig = NO_FAULTS) -> Workspace:
+        """The workspace kept in `path` by an earlier run of the same size and seed, else a fresh one."""
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if (state["format"], state["size"], state["seed"]) != (_STATE_FORMAT, size, seed):
+                raise ValueError("kept for another sandbox")
+            return cls(
+                sources={int(key): source for key, source in state["sources"].items()},
+                next_id=state["next_id"],
+                refresh_jobs={int(key): RefreshJob(*job) for key, job in state["refresh_jobs"].items()},
+                next_refresh_key=state["next_refresh_key"],
+                faults=faults,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return cls.seeded(size, seed, faults)
+
+    def keep_in(self, path: Path, size: int, seed: int) -> None:
+        """Write the workspace to `path`, whole or not at all (a temporary file, then a rename)."""
+        state = {
+            "format": _STATE_FORMAT,
+            "size": size,
+            "seed": seed,
+            "sources": self.sources,
+            "next_id": self.next_id,
+            "refresh_jobs": {key: [job.source_id, job.started] for key, job in self.refresh_jobs.items()},
+            "next_refresh_key": self.next_refresh_key,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".{path.name}.{os.getpid()}")
+        scratch.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(scratch, path)
 
     def fault_injector(self) -> FaultInjector:
         """The injector for the current `faults`; replacing `faults` starts its seeded sequence afresh."""
@@ -206,6 +247,9 @@ class _SandboxMiddleware:
             # Logged before the answer leaves, so a client that has its answer always finds it in the log.
             if message["type"] == "http.response.start":
                 record()
+                # As Census's servers do; served in-process, no web server adds it.
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("date", formatdate(usegmt=True))
             await send(message)
 
         try:
@@ -226,6 +270,8 @@ class _SandboxMiddleware:
                 reached_api = True
                 answer = injector.spoil(fault, self.app) if fault else self.app
             await answer(scope, receive, send_recorded)
+            if reached_api and scope["method"] != "GET" and self.config.state_path is not None:
+                self.workspace.keep_in(self.config.state_path, self.config.size, self.config.seed)
         finally:
             record()
 
@@ -489,7 +535,7 @@ class _Endpoints:
         source = self._source(request)
         key = self.workspace.next_refresh_key
         self.workspace.next_refresh_key += 1
-        self.workspace.refresh_jobs[key] = RefreshJob(source["id"], time.monotonic())
+        self.workspace.refresh_jobs[key] = RefreshJob(source["id"], time.time())
         return JSONResponse({"refresh_key": key})
 
     async def refresh_status(self, request: Request) -> Response:
@@ -500,7 +546,7 @@ class _Endpoints:
         job = self.workspace.refresh_jobs.get(key)
         if job is None or job.source_id != source["id"]:
             raise self._not_found()
-        done = time.monotonic() - job.started >= self.config.refresh_seconds
+        done = time.time() - job.started >= self.config.refresh_seconds
         return JSONResponse({"status": "completed" if done else "processing"})
 
     async def list_tables(self, request: Request) -> Response:
@@ -528,7 +574,10 @@ class _Endpoints:
 
 def create_sandbox_app(config: SandboxConfig = SandboxConfig()) -> Starlette:
     """Build a fresh sandbox; `app.state.workspace` exposes its state and request log to tests."""
-    workspace = Workspace.seeded(config.size, config.seed, config.faults)
+    if config.state_path is None:
+        workspace = Workspace.seeded(config.size, config.seed, config.faults)
+    else:
+        workspace = Workspace.kept_in(config.state_path, config.size, config.seed, config.faults)
 
     async def request_log(request: Request) -> Response:
         """The request log, for a benchmark that serves the sandbox in another process."""

@@ -141,7 +141,7 @@ def _list_text(
     result: SourceList, rows: list[str], selection: SourceFilter, fetched: Fetched[Any], *, cut: bool
 ) -> str:
     status = result.counts.by_test_status
-    types = ", ".join(f"{name} {n}" for name, n in result.counts.by_type.items()) or "none"
+    types = _counts(result.counts.by_type) or "none"
     by_group = result.counts.by_group
     groups = "" if by_group is None else " Groups: " + (_counts(by_group) or "none") + "."
     lines = [
@@ -152,9 +152,21 @@ def _list_text(
     if result.sources:
         lines.append(f"Showing {result.offset + 1}-{result.offset + len(result.sources)}:")
         lines.extend(rows)
+    elif selection.type:
+        lines.extend(_missing_type_hint(selection.type, fetched.value.items))
     lines.extend(paging_lines(result, len(result.sources), "sources", cut=cut))
     lines.append(freshness(fetched))
     return "\n".join(lines)
+
+
+def _missing_type_hint(wanted: str, sources: Sequence[Source]) -> list[str]:
+    """When no source has the type asked for, the types the workspace does have: a misspelt or
+    absent type should not read like a clean bill of health."""
+    present = Counter(source.type for source in sources)
+    if wanted in present:
+        return []
+    known = ", ".join(clean(kind, 40) for kind, _ in present.most_common(_KINDS_SHOWN)) or "none"
+    return [f"No source in the workspace has type {wanted}; the types it has: {known}."]
 
 
 def _grouped_lines(rows: Sequence[tuple[SourceItem, str]]) -> list[str]:

@@ -1,5 +1,7 @@
 """The MCP layer: every tool, in the order tools/list shows them."""
 
+import difflib
+
 from census_mcp.settings import Settings, SettingsError
 from census_mcp.tools.base import AppState, ToolDefinition
 from census_mcp.tools.catalog import get_source_type, list_source_tables, list_source_types
@@ -41,4 +43,22 @@ def select_tools(settings: Settings) -> tuple[ToolDefinition, ...]:
     )
 
 
-__all__ = ["ALL_TOOLS", "AppState", "ToolDefinition", "select_tools"]
+_NAME_CHARS = 100
+
+
+def why_not_offered(name: str, settings: Settings) -> str:
+    """Why there is no tool `name` to call: which setting turned it off, or, for a name no tool has,
+    the closest names. An unknown name is not repeated: it is the caller's text, of any length."""
+    if name in {tool.name for tool in ALL_TOOLS}:
+        if settings.read_only and not next(tool for tool in ALL_TOOLS if tool.name == name).read_only:
+            return f"{name} is turned off by --read-only (CENSUS_MCP_READ_ONLY): this server only reads."
+        if settings.tools and name not in settings.tools:
+            return f"{name} is turned off: it is not among --tools (CENSUS_MCP_TOOLS)."
+        return f"{name} is turned off by --exclude-tools (CENSUS_MCP_EXCLUDE_TOOLS)."
+    offered = [tool.name for tool in select_tools(settings)]
+    closest = difflib.get_close_matches(name[:_NAME_CHARS], offered, n=3, cutoff=0.5)
+    guess = f" Did you mean {' or '.join(closest)}?" if closest else ""
+    return f"No tool has that name.{guess} The tools are listed by tools/list, or `census-mcp tools`."
+
+
+__all__ = ["ALL_TOOLS", "AppState", "ToolDefinition", "select_tools", "why_not_offered"]

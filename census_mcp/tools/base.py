@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -54,23 +54,31 @@ class ToolDefinition:
     read_only: bool
     destructive: bool
     idempotent: bool
+    old_spellings: Mapping[str, str] = field(default_factory=dict)
+    """Argument names a client may still send (old name -> current name), accepted but not listed."""
 
     @property
     def annotations(self) -> ToolAnnotations:
-        # The spec gives destructive and idempotent hints meaning only for tools that write.
+        """The hints, each given only where it differs from the MCP spec's default (read-only false,
+        destructive true, idempotent false, open-world true: every tool talks to Census), since
+        tools/list costs context on every turn. The spec gives destructive and idempotent hints
+        meaning only for tools that write."""
         writes = not self.read_only
         return ToolAnnotations(
             title=self.title,
-            read_only_hint=self.read_only,
-            destructive_hint=self.destructive if writes else None,
-            idempotent_hint=self.idempotent if writes else None,
-            # Census is a service outside this server.
-            open_world_hint=True,
+            read_only_hint=True if self.read_only else None,
+            destructive_hint=False if writes and not self.destructive else None,
+            idempotent_hint=True if writes and self.idempotent else None,
         )
 
 
 def census_tool(
-    *, title: str, read_only: bool, idempotent: bool, destructive: bool = False
+    *,
+    title: str,
+    read_only: bool,
+    idempotent: bool,
+    destructive: bool = False,
+    old_spellings: Mapping[str, str] | None = None,
 ) -> Callable[[ToolFunction], ToolDefinition]:
     """Declare a tool; its name is the function's, its description the docstring."""
 
@@ -82,6 +90,7 @@ def census_tool(
             read_only=read_only,
             destructive=destructive,
             idempotent=idempotent,
+            old_spellings=old_spellings or {},
         )
 
     return define

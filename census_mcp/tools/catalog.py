@@ -33,13 +33,14 @@ async def list_source_types(
     return tool_result(text, result)
 
 
-@census_tool(title="Get source type", read_only=True, idempotent=True)
+# `type`, as create_source and list_sources name it; `service_name` is what it was first called.
+@census_tool(title="Get source type", read_only=True, idempotent=True, old_spellings={"service_name": "type"})
 async def get_source_type(
-    ctx: Context[AppState, Any], service_name: SourceType
+    ctx: Context[AppState, Any], type: SourceType
 ) -> Annotated[CallToolResult, SourceTypeDetail]:
     """The credential fields create_source needs for a type: required, secret, allowed values, when each
     applies."""
-    detail = source_type_detail(await census(ctx).get_source_type(service_name))
+    detail = source_type_detail(await census(ctx).get_source_type(type))
     return tool_result(source_type_text(detail), detail)
 
 

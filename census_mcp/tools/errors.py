@@ -27,8 +27,8 @@ from census_mcp.census.errors import (
 )
 
 
-def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
-    """The model-facing text for a Census failure, given the tool's (validated) arguments."""
+def explain_census_error(exc: CensusError, tool_name: str, arguments: Mapping[str, Any]) -> str:
+    """The model-facing text for a Census failure of a tool, given its (validated) arguments."""
     if isinstance(exc, CensusAuthError | CensusOperationUnavailableError | CensusRetiredError):
         # The client wrote these with the version's own advice.
         return exc.message
@@ -50,7 +50,7 @@ def explain_census_error(exc: CensusError, arguments: Mapping[str, Any]) -> str:
             f"The API token lacks access to this ({exc.message}). Use a token that can reach these sources."
         )
     if isinstance(exc, CensusNotFoundError):
-        return _not_found(exc, arguments)
+        return _not_found(exc, tool_name, arguments)
     if isinstance(exc, CensusUnavailableError):
         return f"Census is busy or failing: {_sentence(exc.message)} Wait a little, then try again."
     if isinstance(exc, CensusConnectionError):
@@ -67,12 +67,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", '."')) else text + "."
 
 
-def _not_found(exc: CensusNotFoundError, arguments: Mapping[str, Any]) -> str:
+def _not_found(exc: CensusNotFoundError, tool_name: str, arguments: Mapping[str, Any]) -> str:
     source_id = arguments.get("source_id")
-    if "service_name" in arguments:
+    if tool_name == "get_source_type":
+        # Validated already: a lower-case name, given as `type` or by its old name.
+        source_type = str(arguments.get("type", arguments.get("service_name"))).lower()
         return (
-            f"Census has no source type named {arguments['service_name']!r} (404). "
-            "Call list_source_types for the service names."
+            f"Census has no source type named {source_type!r} (404). "
+            "Call list_source_types for the types there are."
         )
     if source_id is None:
         return (
@@ -99,7 +101,15 @@ def explain_invalid_arguments(tool_name: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool_name}: " + "; ".join(problems) + ". See the tool's input schema."
 
 
+# What a value of a patterned argument looks like, in words rather than as a regular expression.
+_FORMS = {
+    "type": "a source type: letters, digits and _, such as snowflake or big_query (list_source_types has all)"
+}
+
+
 def _reason(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "not an argument of this tool"
+    if error["type"] == "string_pattern_mismatch":
+        return "must be " + _FORMS.get(str(error["loc"][-1]), "in the form the tool's input schema gives")
     return str(error["msg"])

@@ -1,8 +1,9 @@
-"""Leaner JSON schemas for tools/list.
+"""Leaner, portable JSON schemas for tools/list.
 
 Clients put tools/list in front of the model on every turn, so each byte there costs
-context. pydantic's schemas carry a title on every property and spell `X | None` as an
-anyOf; this rewrites them to the same meaning in fewer bytes.
+context. pydantic's schemas carry a title on every property; this drops what says nothing.
+Every schema keeps to one `type` per node (nullable values as `anyOf` branches), the spelling
+that clients mapping schemas onto a single-type dialect (such as Gemini's) accept.
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ def compact_arguments(schema: dict[str, Any]) -> dict[str, Any]:
     """
     compact: dict[str, Any] = compact_schema(schema)
     required = set(compact.get("required", []))
-    for name, prop in compact["properties"].items():
-        if name not in required and isinstance(prop.get("type"), list) and prop.get("default", None) is None:
-            prop["type"] = next(kind for kind in prop["type"] if kind != "null")
-            if "enum" in prop:
-                prop["enum"] = [value for value in prop["enum"] if value is not None]
+    properties = compact["properties"]
+    for name, prop in properties.items():
+        if name not in required and prop.get("default", None) is None:
+            properties[name] = _without_null(prop)
     return compact
 
 
 def compact_schema(schema: Any) -> Any:
-    """The same constraints, minus titles, null defaults, `additionalProperties: true` (the default)
-    and nullable anyOf wrappers."""
+    """The same constraints, minus titles, null defaults and `additionalProperties: true` (the default)."""
     if isinstance(schema, list):
         return [compact_schema(item) for item in schema]
     if not isinstance(schema, dict):
@@ -42,22 +41,16 @@ def compact_schema(schema: Any) -> Any:
             out[key] = {name: compact_schema(sub) for name, sub in value.items()}
         elif key != "title" and (key, value) not in (("default", None), ("additionalProperties", True)):
             out[key] = compact_schema(value)
-    return _fold_nullable(out)
+    return out
 
 
-def _fold_nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """`{anyOf: [{type: T, ...}, {type: null}]}` as `{type: [T, null], ...}`."""
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`{anyOf: [{...}, {type: null}], ...}` as its one non-null branch, with the outer keys kept."""
     options = schema.get("anyOf")
     if not isinstance(options, list) or len(options) != 2 or _NULL not in options:
         return schema
     (other,) = [option for option in options if option != _NULL]
-    if not isinstance(other.get("type"), str):
-        return schema
-    folded = {**other, **{key: value for key, value in schema.items() if key != "anyOf"}}
-    folded["type"] = [other["type"], "null"]
-    if "enum" in other:
-        folded["enum"] = [*other["enum"], None]
-    return folded
+    return {**other, **{key: value for key, value in schema.items() if key != "anyOf"}}
 
 
 def outline_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +75,9 @@ def _outline(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         kind = target.get("type", "object")
         types.extend(kind if isinstance(kind, list) else [kind])
     unique = list(dict.fromkeys(types))
-    return {"type": unique[0] if len(unique) == 1 else unique}
+    if len(unique) == 1:
+        return {"type": unique[0]}
+    return {"anyOf": [{"type": kind} for kind in unique]}
 
 
 def require_plain_json(value: Any) -> None:

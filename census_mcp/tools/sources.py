@@ -40,12 +40,20 @@ def reject_bool(value: Any) -> Any:
 
 NotBool = BeforeValidator(reject_bool)  # last in each Annotated, so the bounds stay in the schema
 SourceId = Annotated[int, Field(ge=1, description="From list_sources."), NotBool]
+
+
+def lower_case(value: Any) -> Any:
+    """Source types are lower-case names; "Snowflake" means snowflake."""
+    return value.lower() if isinstance(value, str) else value
+
+
 SourceType = Annotated[
     str,
     Field(
         pattern=r"^[a-z][a-z0-9_]{0,63}$",
         description="Source type, e.g. snowflake (list_source_types has all).",
     ),
+    BeforeValidator(lower_case),
 ]
 Credentials = Annotated[
     dict[str, Any],

@@ -1,0 +1,211 @@
+"""`census-mcp doctor`: check, one line each, what the server would use, from the settings to Census.
+
+Each line starts with a mark: "ok", "warn" (works, but look at it) or "FAIL" (the server would not
+work: the line says what to fix). The exit status is 1 when any line fails. The token's value is
+never shown, only its kind.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.streams.tls import TLSAttribute
+
+from census_mcp.census.api import API_VERSIONS, WORKSPACE_TOKEN_PREFIX
+from census_mcp.census.errors import CensusError
+from census_mcp.settings import LOOPBACK_HOSTS, Settings, SettingsError
+
+Mark = Literal["ok", "warn", "FAIL"]
+_CLOCK_SKEW_WARN_SECONDS = 60
+_NETWORK_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class Report:
+    lines: list[tuple[Mark, str]] = field(default_factory=list)
+
+    def add(self, mark: Mark, text: str) -> None:
+        self.lines.append((mark, text))
+
+    @property
+    def failed(self) -> bool:
+        return any(mark == "FAIL" for mark, _ in self.lines)
+
+    def render(self) -> str:
+        return "\n".join(f"{mark:<4}  {text}" for mark, text in self.lines)
+
+
+def run_doctor(config: Settings) -> int:
+    """Run every check, print the report, and return the exit status."""
+    report = anyio.run(examine, config)
+    print(report.render())
+    verdict = "Something would stop the server: fix the FAIL lines." if report.failed else "Ready."
+    print(verdict, file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+async def examine(config: Settings) -> Report:
+    report = Report()
+    api = API_VERSIONS[config.api_version]
+    _token_line(config, report)
+    report.add("ok", f"API {api.name} at {config.api_base_url}")
+    for warning in config.warnings():
+        report.add("warn", warning)
+    if config.sandbox:
+        report.add("ok", "network: none needed, the sandbox runs in-process")
+    elif not await _network_lines(config.api_base_url, report):
+        _tools_line(config, report)
+        return report
+    if config.token is None and not config.sandbox:
+        report.add("FAIL", "Census not asked: there is no token to ask with.")
+    else:
+        await _census_lines(config, report)
+    _tools_line(config, report)
+    return report
+
+
+def _token_line(config: Settings, report: Report) -> None:
+    api = API_VERSIONS[config.api_version]
+    if config.sandbox:
+        report.add("ok", "token: the sandbox's own (--sandbox): no Census account is used")
+        return
+    if config.token is None:
+        where = "each HTTP caller's own, in passthrough" if config.passthrough else None
+        if where:
+            report.add("ok", f"token: {where}")
+        else:
+            report.add(
+                "FAIL",
+                f"token: none; set CENSUS_API_TOKEN (or CENSUS_API_TOKEN_FILE) to a {api.credential_kind}",
+            )
+        return
+    token = config.token.get_secret_value()
+    kind = (
+        "a workspace API token (secret-token:...)"
+        if token.startswith(WORKSPACE_TOKEN_PREFIX)
+        else ("not a workspace token: a personal access token, by its shape")
+    )
+    mismatch = api.token_mismatch(token)
+    report.add(
+        "warn" if mismatch else "ok",
+        f"token: {kind}, {len(token)} characters" + (f"; {mismatch}" if mismatch else ""),
+    )
+
+
+async def _network_lines(base_url: str, report: Report) -> bool:
+    """DNS, then TLS (or plain HTTP to a loopback host); False when Census cannot be reached."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with anyio.fail_after(_NETWORK_TIMEOUT_SECONDS):
+            addresses = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError) as exc:
+        report.add(
+            "FAIL",
+            f"DNS: {host} does not resolve ({type(exc).__name__}); check --base-url, CENSUS_REGION "
+            "and the network",
+        )
+        return False
+    shown = ", ".join(sorted({str(address[4][0]) for address in addresses})[:3])
+    report.add("ok", f"DNS: {host} resolves to {shown}")
+    if parts.scheme != "https":
+        mark: Mark = "ok" if host in LOOPBACK_HOSTS else "warn"
+        report.add(
+            mark,
+            f"TLS: none, plain HTTP to {host}"
+            + ("" if mark == "ok" else ": the token crosses the network unencrypted"),
+        )
+        return await _reachable(host, port, report)
+    try:
+        with anyio.fail_after(_NETWORK_TIMEOUT_SECONDS):
+            stream = await anyio.connect_tcp(host, port, tls=True, ssl_context=ssl.create_default_context())
+        async with stream:
+            tls = stream.extra(TLSAttribute.tls_version)  # noqa: S610 - anyio's typed attributes, not Django
+            certificate = stream.extra(TLSAttribute.peer_certificate) or {}  # noqa: S610
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        report.add(
+            "FAIL",
+            f"TLS: no verified connection to {host}:{port} ({type(exc).__name__}); check the host, "
+            "a proxy, or the system's CA certificates",
+        )
+        return False
+    expires = certificate.get("notAfter")
+    days = ""
+    if isinstance(expires, str):
+        left = datetime.fromtimestamp(ssl.cert_time_to_seconds(expires), UTC) - datetime.now(UTC)
+        days = f", certificate valid {left.days} more days"
+    report.add("ok", f"TLS: {tls} to {host}:{port}, certificate verified{days}")
+    return True
+
+
+async def _reachable(host: str, port: int, report: Report) -> bool:
+    try:
+        with anyio.fail_after(_NETWORK_TIMEOUT_SECONDS):
+            stream = await anyio.connect_tcp(host, port)
+        await stream.aclose()
+    except (OSError, TimeoutError) as exc:
+        report.add(
+            "FAIL",
+            f"connect: {host}:{port} refused or unreachable ({type(exc).__name__}); check the address "
+            "and the port",
+        )
+        return False
+    return True
+
+
+async def _census_lines(config: Settings, report: Report) -> None:
+    from census_mcp.server import census_client
+
+    try:
+        async with census_client(config) as census:
+            probe = await census.probe()
+    except CensusError as exc:
+        report.add("FAIL", f"Census: {exc.message}")
+        return
+    except SettingsError as exc:
+        report.add("FAIL", str(exc))
+        return
+    report.add("ok", "Census: the token was accepted")
+    scope = (
+        "across every group the token can see"
+        if API_VERSIONS[config.api_version].has_groups
+        else "in the workspace"
+    )
+    report.add("ok", f"sources: {probe.sources} {scope}")
+    _clock_line(probe.census_date, report)
+
+
+def _clock_line(census_date: str | None, report: Report) -> None:
+    if census_date is None:
+        report.add("warn", "clock: Census sent no Date header to compare with")
+        return
+    try:
+        theirs = parsedate_to_datetime(census_date)
+    except (TypeError, ValueError):
+        report.add("warn", "clock: Census's Date header is unreadable")
+        return
+    skew = (datetime.now(UTC) - theirs.astimezone(UTC)).total_seconds()
+    mark: Mark = "ok" if abs(skew) <= _CLOCK_SKEW_WARN_SECONDS else "warn"
+    advice = "" if mark == "ok" else "; fix the system clock (tokens and TLS depend on it)"
+    report.add(mark, f"clock: {abs(skew):.0f} s {'ahead of' if skew >= 0 else 'behind'} Census{advice}")
+
+
+def _tools_line(config: Settings, report: Report) -> None:
+    from census_mcp.tools import select_tools
+
+    try:
+        names = [tool.name for tool in select_tools(config)]
+    except SettingsError as exc:
+        report.add("FAIL", str(exc))
+        return
+    why = " (--read-only)" if config.read_only else ""
+    report.add("ok", f"tools: {len(names)} on{why}: {', '.join(names)}")
