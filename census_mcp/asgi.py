@@ -1,6 +1,7 @@
 """An ASGI app factory for production servers, which run it in several worker processes:
 
-    uvicorn census_mcp.asgi:create_app --factory --host 0.0.0.0 --port 8000 --workers 4
+    uvicorn census_mcp.asgi:create_app --factory --host 0.0.0.0 --port 8000 --workers 4 \
+        --http census_mcp.http:LimitedH11Protocol --timeout-keep-alive 5 --limit-concurrency 1000
     gunicorn 'census_mcp.asgi:create_app()' -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8000
 
 Workers take no command line of their own, so the settings come from the environment

@@ -114,7 +114,7 @@ def _serve_http(config: settings.Settings) -> int:
     """
     import uvicorn
 
-    from census_mcp.http import create_http_app
+    from census_mcp.http import create_http_app, uvicorn_limits
 
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
@@ -135,7 +135,9 @@ def _serve_http(config: settings.Settings) -> int:
     listener.listen(2048)
     app = create_http_app(config)
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level=config.log_level.lower()))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, log_level=config.log_level.lower(), **uvicorn_limits(config))
+    )
     print(f"census-mcp: serving MCP at http://{config.host}:{port}/mcp", file=sys.stderr, flush=True)
     server.run(sockets=[listener])
     return 0

@@ -4,72 +4,144 @@ any request; behind bearer auth; with a health check for the balancer.
 Two auth modes. With a shared token, clients present CENSUS_MCP_AUTH_TOKEN and Census is
 called with the server's CENSUS_API_TOKEN. In passthrough, each client presents its own Census
 token, which is used for that request alone and only ever sent to the configured Census host.
+
+A request from a hostile caller costs little and leaves no mark: Host and Origin are compared
+exactly, a request with two Authorization headers is refused, bodies are bounded, a client that
+hangs up is one quiet log line, and connections that never finish their headers are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from census_mcp import __version__
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
 from census_mcp.tools.base import bearer_token
+from census_mcp.untrusted import quote
+
+logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 MCP_PATH = "/mcp"
-_LOCAL_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
-_LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+LOCAL_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+LOCAL_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 # Longer than any real token; a bound keeps a hostile header from costing anything.
 _MAX_TOKEN_CHARS = 4096
+MAX_ERROR_BYTES = 1024
+# Keys in one request body, counted as `":` before any parsing, in C: a real call has a few dozen;
+# the argument bounds the tools check (500 keys and items) come after the SDK has parsed the body.
+MAX_BODY_KEYS = 2000
+_SHORT_ERROR = (
+    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,'
+    b'"message":"Invalid request: not a JSON-RPC message this server takes."}}'
+)
+_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
 
 
 def create_http_app(settings: Settings) -> ASGIApp:
     """The ASGI app: MCP at /mcp behind bearer auth, and an open health check at /healthz."""
     server = build_server(settings)
+    allowed_hosts = [*LOCAL_HOSTS, *settings.allowed_hosts]
+    allowed_origins = [*LOCAL_ORIGINS, *settings.allowed_origins]
+    # The SDK's own check stays on behind the exact one in Gate (it matches `host:*` by prefix).
     security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[*_LOCAL_HOSTS, *settings.allowed_hosts],
-        allowed_origins=[*_LOCAL_ORIGINS, *settings.allowed_origins],
+        enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
     app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, stateless_http=True, transport_security=security, host=settings.host
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        transport_security=security,
+        host=settings.host,
+        max_request_body_size=settings.max_request_bytes,
     )
-    return Gate(app, settings)
+    return Gate(app, settings, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
 
 
 class Gate:
-    """Answers the health check itself, and lets through only requests that carry the right bearer
-    token (any token, in passthrough, where the token is the caller's own Census token)."""
+    """Answers the health check itself, checks Host and Origin exactly, and lets through only
+    requests that carry one right bearer token (any token, in passthrough, where the token is the
+    caller's own Census token)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        *,
+        allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+        allowed_origins: Sequence[str] = LOCAL_ORIGINS,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.allowed_hosts = allowed_hosts
+        self.allowed_origins = allowed_origins
         expected = settings.auth_token.get_secret_value() if settings.auth_token else ""
         self._expected = expected.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == HEALTH_PATH:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == HEALTH_PATH:
             await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
             return
-        if scope["type"] == "http" and scope["path"] == MCP_PATH and scope["method"] == "GET":
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        try:
+            body = await _read_body(scope, receive, self.settings.max_request_bytes)
+        except ClientDisconnect:
+            # Nothing to answer and nothing wrong with the server: one quiet line, not a traceback.
+            logger.info("A client hung up during %s %s", scope["method"], quote(scope["path"], 100))
+            return
+        if body is None or body.count(b'":') > MAX_BODY_KEYS:
+            # Refused before the SDK parses it, whose work grows with the keys in it.
+            await _error(413, "request_too_large", "The request is larger than any call needs.")(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, _replay(body, receive), _bounded_errors(send))
+
+    def _refusal(self, scope: Scope) -> ASGIApp | None:
+        """The answer to a request that must go no further, or None."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        hosts = [value for name, value in headers if name == b"host"]
+        if len(hosts) != 1 or not host_allowed(hosts[0].decode("latin-1"), self.allowed_hosts):
+            return _error(421, "invalid_host", "The Host header is not one this server answers to.")
+        origins = [value for name, value in headers if name == b"origin"]
+        if len(origins) > 1 or (
+            origins and not origin_allowed(origins[0].decode("latin-1"), self.allowed_origins)
+        ):
+            return _error(403, "invalid_origin", "The Origin header is not one this server accepts.")
+        if scope["path"] == MCP_PATH and scope["method"] == "GET":
             # A stateless server has nothing to push, so it offers no GET stream (the streamable
             # HTTP spec's 405), rather than an event stream that stays silent forever.
-            body = {"error": "method_not_allowed", "error_description": "POST MCP messages to /mcp."}
-            await JSONResponse(body, status_code=405, headers={"Allow": "POST"})(scope, receive, send)
-            return
-        if scope["type"] != "http" or self.settings.no_auth:
-            await self.app(scope, receive, send)
-            return
-        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            return JSONResponse(
+                {"error": "method_not_allowed", "error_description": "POST MCP messages to /mcp."},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+        if self.settings.no_auth:
+            return None
+        authorizations = [value for name, value in headers if name == b"authorization"]
+        if len(authorizations) > 1:
+            # A proxy in front may read the first and this server the last: refuse the ambiguity.
+            return _error(400, "invalid_request", "Send one Authorization header, not several.")
+        authorization = authorizations[0].decode("latin-1") if authorizations else ""
         problem = self._problem(bearer_token(authorization))
-        if problem is None:
-            await self.app(scope, receive, send)
-            return
-        await _unauthorized(problem, scope, receive, send)
+        return None if problem is None else _unauthorized(problem)
 
     def _problem(self, token: str | None) -> str | None:
         """Why the presented token is refused, or None when it is accepted."""
@@ -83,7 +155,90 @@ class Gate:
         return None if hmac.compare_digest(token.encode(), self._expected) else "invalid"
 
 
-async def _unauthorized(problem: str, scope: Scope, receive: Receive, send: Send) -> None:
+def host_allowed(host: str, allowed: Sequence[str]) -> bool:
+    """Whether a Host header names an allowed host: the same name, and the same port, where the
+    pattern gives one (`name:*` takes any port; a bare name, none). Nothing else may follow."""
+    given = _HOST.fullmatch(host)
+    if given is None:
+        return False
+    for pattern in allowed:
+        wanted = re.fullmatch(r"(?P<name>.+?)(?::(?P<port>[0-9]+|\*))?", pattern)
+        if wanted is None or wanted["name"].lower() != given["name"].lower():
+            continue
+        if wanted["port"] == "*" and given["port"] is not None:
+            return True
+        if wanted["port"] == given["port"]:
+            return True
+    return False
+
+
+def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
+    """Whether an Origin header is an allowed `scheme://host[:port]`: the same scheme, and the rest
+    compared as host_allowed does (so nothing may follow the port)."""
+    scheme, separator, rest = origin.partition("://")
+    if not separator:
+        return False
+    patterns = (pattern.partition("://") for pattern in allowed)
+    return any(wanted == scheme and host_allowed(rest, [host]) for wanted, _, host in patterns)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, read here so that a client hanging up mid-body is noticed here; None
+    when it is (or says it will be) longer than `limit`, without reading more than that."""
+    declared = dict(scope["headers"]).get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the body already read, then waits on the client as before."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def _bounded_errors(send: Send) -> Send:
+    """A send that keeps every error answer small: the SDK's own answers to malformed messages
+    repeat, in pydantic's words, parts of what was sent; over MAX_ERROR_BYTES, one short
+    JSON-RPC error is sent in their place."""
+    held: list[Message] = []
+
+    async def bounded(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            held.append(message)
+            return
+        if held and message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if len(body) > MAX_ERROR_BYTES or message.get("more_body", False):
+                body = _SHORT_ERROR
+            start = held.pop()
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await send(message)
+
+    return bounded
+
+
+def _error(status: int, error: str, description: str) -> ASGIApp:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+def _unauthorized(problem: str) -> ASGIApp:
     """401 with the challenge RFC 6750 describes; a missing token gets no error code."""
     challenge = 'Bearer realm="census-mcp"'
     if problem == "missing":
@@ -94,4 +249,67 @@ async def _unauthorized(problem: str, scope: Scope, receive: Receive, send: Send
     else:
         body = {"error": "invalid_token", "error_description": "The bearer token was not accepted."}
         challenge += ', error="invalid_token", error_description="The bearer token was not accepted."'
-    await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})(scope, receive, send)
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})
+
+
+class LimitedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's headers, which uvicorn has
+    not: a client that opens connections and trickles headers (slowloris) is cut off.
+
+    Run workers with it: `uvicorn ... --http census_mcp.http:LimitedH11Protocol`.
+    """
+
+    header_timeout_seconds = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            # Between requests: the next request's headers are on the clock from its first byte.
+            self._arm_header_deadline()
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout_seconds, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if self.cycle is None or self.cycle.response_complete:
+            logger.info(
+                "Closed a connection whose request headers took over %.0f s", self.header_timeout_seconds
+            )
+            self.transport.close()
+
+
+def uvicorn_limits(settings: Settings) -> dict[str, Any]:
+    """The HTTP server's own bounds, for uvicorn.Config: header deadline, keep-alive, concurrency,
+    and the largest incomplete event (the headers) it buffers."""
+    protocol = type(
+        "LimitedH11Protocol",
+        (LimitedH11Protocol,),
+        {"header_timeout_seconds": settings.header_timeout_seconds},
+    )
+    return {
+        "http": protocol,
+        "timeout_keep_alive": 5,
+        "limit_concurrency": settings.max_connections,
+        "h11_max_incomplete_event_size": 16 * 1024,
+    }

@@ -112,7 +112,11 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 # `key: "value"`, `'key': 'value'` or `key="value"`, as JSON, reprs and log lines spell them.
-_QUOTED_PAIR = re.compile(r"""(["']?)([A-Za-z0-9_.-]+)\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4).)*)\4""")
+# Keys start where a word starts, and keys and values are bounded, so that no text makes the search
+# backtrack quadratically.
+_QUOTED_PAIR = re.compile(
+    r"""(["']?)(?<![A-Za-z0-9_.-])([A-Za-z0-9_.-]{1,128})\1(\s*[:=]\s*)(["'])((?:\\.|(?!\4).){0,8192})\4"""
+)
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+")
 
 
@@ -131,20 +135,35 @@ def scrub_pairs(text: str) -> str:
 class RedactingFilter(logging.Filter):
     """Scrubs every log record before a handler writes it: known secrets by value, others by key.
 
-    On the handler, not a logger, so that it also covers what the SDK and httpx log.
+    On the handler, not a logger, so that it also covers what the SDK and httpx log. With
+    `max_chars`, a message is also cut to that length, and only its first ten times that much is
+    searched, so that a caller's 3 MB argument name, logged by the SDK, costs next to nothing.
+    Cutting at ten times, then again at once, leaves no secret cut in two at the first cut.
     """
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str], *, max_chars: int | None = None) -> None:
         super().__init__()
         self._secrets = [secret for secret in secrets if secret]
+        self._max_chars = max_chars
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = scrub(scrub_pairs(message), self._secrets)
+        cleaned = self._bounded(scrub(scrub_pairs(self._searched(message)), self._secrets), len(message))
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_info:
             # Rendered here, so that the traceback's text is scrubbed too.
             trace = logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = scrub(scrub_pairs(trace), self._secrets), None
+            scrubbed = scrub(scrub_pairs(self._searched(trace)), self._secrets)
+            record.exc_text, record.exc_info = self._bounded(scrubbed, len(trace), lines=True), None
         return True
+
+    def _searched(self, text: str) -> str:
+        return text if self._max_chars is None else text[: 10 * self._max_chars]
+
+    def _bounded(self, text: str, original_length: int, *, lines: bool = False) -> str:
+        """`text` cut to max_chars (a traceback, ten times that: it is many lines)."""
+        limit = None if self._max_chars is None else self._max_chars * (10 if lines else 1)
+        if limit is None or original_length <= limit:
+            return text
+        return f"{text[:limit]}… [{original_length - limit} characters cut]"

@@ -26,10 +26,20 @@ from census_mcp.settings import Settings
 from census_mcp.summaries.text import result_size
 from census_mcp.tools import AppState, ToolDefinition, select_tools, why_not_offered
 from census_mcp.tools.errors import explain_census_error, explain_invalid_arguments
-from census_mcp.tools.schema import compact_arguments, compact_schema, outline_schema, require_plain_json
+from census_mcp.tools.schema import (
+    argument_bounds_problem,
+    compact_arguments,
+    compact_schema,
+    outline_schema,
+    require_plain_json,
+)
+from census_mcp.untrusted import clean
 
 logger = logging.getLogger(__name__)
 _BACKSTOP_SECONDS = 5.0
+# Every error a tool gives is at most this long, whatever the request: the parts that echo the
+# caller or Census are shorter still; this is the last guard.
+MAX_ERROR_CHARS = 1500
 
 INSTRUCTIONS = """\
 Manage the data-warehouse sources of a Census (Fivetran Activations) workspace.
@@ -54,12 +64,15 @@ class CensusMCPServer(MCPServer[AppState]):
     ) -> Any:
         if self._tool_manager.get_tool(name) is None:
             raise ToolError(why_not_offered(name, self.census_settings))
+        # Before any validation, whose work grows with the input: an oversized call costs nothing.
+        if problem := argument_bounds_problem(arguments):
+            raise ToolError(f"Refused: the arguments have {problem}, more than any {name} call needs.")
         try:
             # Census requests end by the deadline on their own; the hard stop is a backstop.
             with deadline(self.deadline_seconds), anyio.fail_after(self.deadline_seconds + _BACKSTOP_SECONDS):
                 result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            raise ToolError(_explain(name, arguments, exc)) from None
+            raise ToolError(clean(_explain(name, arguments, exc), MAX_ERROR_CHARS)) from None
         except TimeoutError:
             raise ToolError(
                 f"{name} did not finish within {self.deadline_seconds:.0f} s and was stopped. "

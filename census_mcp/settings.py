@@ -272,6 +272,30 @@ OPTIONS: tuple[Option, ...] = (
         is_switch=True,
     ),
     Option(
+        "max_request_bytes",
+        "--max-request-bytes",
+        "CENSUS_MCP_MAX_REQUEST_BYTES",
+        "Largest HTTP request body accepted; no census-mcp call needs more than a few hundred KB.",
+        parse=_positive_int,
+        default=512 * 1024,
+    ),
+    Option(
+        "header_timeout_seconds",
+        "--header-timeout",
+        "CENSUS_MCP_HEADER_TIMEOUT",
+        "Seconds an HTTP client has to send a request's headers (slow clients are cut off).",
+        parse=_positive_float,
+        default=10.0,
+    ),
+    Option(
+        "max_connections",
+        "--max-connections",
+        "CENSUS_MCP_MAX_CONNECTIONS",
+        "HTTP connections served at once per process; more get 503.",
+        parse=_positive_int,
+        default=1000,
+    ),
+    Option(
         "allowed_hosts",
         "--allowed-hosts",
         "CENSUS_MCP_ALLOWED_HOSTS",
@@ -324,6 +348,9 @@ class Settings:
     auth: Literal["token", "passthrough"] = "token"
     auth_token: SecretStr | None = None
     no_auth: bool = False
+    max_request_bytes: int = 512 * 1024
+    header_timeout_seconds: float = 10.0
+    max_connections: int = 1000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,21 +126,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`census-mcp --transport http --sandbox` as its own process, up once /healthz answers."""
+    log = tmp_path_factory.mktemp("http") / "stderr.txt"
+    with census_mcp_over_http(log, TOKEN) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+@contextmanager
+def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
+    """`census-mcp --transport http --sandbox` as its own process, its stderr in `log`, up once
+    /healthz answers; yields its port."""
     port = _free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
-    log = tmp_path_factory.mktemp("http") / "stderr.txt"
     with log.open("w") as stderr:
         server = subprocess.Popen(
-            [_console_script(), "--transport", "http", *address, "--sandbox"],
-            env=_environment(CENSUS_MCP_AUTH_TOKEN=TOKEN),
+            [_console_script(), "--transport", "http", *address, "--sandbox", *options],
+            env=_environment(CENSUS_MCP_AUTH_TOKEN=token),
             stdin=subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,
         )
     try:
         _wait_until_healthy(f"http://127.0.0.1:{port}", server, log)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield port
     finally:
         server.terminate()
         try:

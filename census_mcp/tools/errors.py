@@ -25,6 +25,7 @@ from census_mcp.census.errors import (
     CensusUnavailableError,
     CensusUnknownOutcomeError,
 )
+from census_mcp.untrusted import quote
 
 
 def explain_census_error(exc: CensusError, tool_name: str, arguments: Mapping[str, Any]) -> str:
@@ -92,13 +93,24 @@ def _not_found(exc: CensusNotFoundError, tool_name: str, arguments: Mapping[str,
     )
 
 
+_PROBLEMS_SHOWN = 5
+_NAME_CHARS = 40
+
+
 def explain_invalid_arguments(tool_name: str, exc: ValidationError) -> str:
-    """Which arguments were wrong and why, without echoing the values given."""
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "arguments"
-        problems.append(f"{where}: {_reason(error)}")
-    return f"Invalid arguments for {tool_name}: " + "; ".join(problems) + ". See the tool's input schema."
+    """Which arguments were wrong and why, without echoing the values given. An argument name the
+    caller made up is cut short and quoted, as Census text is; a few problems are named, not all."""
+    errors = exc.errors(include_input=False, include_url=False)
+    problems = [f"{_where(error)}: {_reason(error)}" for error in errors[:_PROBLEMS_SHOWN]]
+    more = f"; and {len(errors) - _PROBLEMS_SHOWN} more" if len(errors) > _PROBLEMS_SHOWN else ""
+    return (
+        f"Invalid arguments for {tool_name}: " + "; ".join(problems) + more + ". See the tool's input schema."
+    )
+
+
+def _where(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "arguments"
+    return quote(where, _NAME_CHARS) if error["type"] == "extra_forbidden" else where
 
 
 # What a value of a patterned argument looks like, in words rather than as a regular expression.
