@@ -235,6 +235,16 @@ OPTIONS: tuple[Option, ...] = (
         default=(),
     ),
     Option(
+        "app",
+        "--no-app",
+        "CENSUS_MCP_APP",
+        "The sources app (MCP Apps), on by default, for hosts that render apps; other clients see the "
+        "same tools either way. --no-app or CENSUS_MCP_APP=0 turns it off.",
+        parse=_switch,
+        default=True,
+        is_switch=True,
+    ),
+    Option(
         "transport",
         "--transport",
         "CENSUS_MCP_TRANSPORT",
@@ -342,6 +352,7 @@ class Settings:
     read_only: bool = False
     tools: tuple[str, ...] = ()
     exclude_tools: tuple[str, ...] = ()
+    app: bool = True
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -459,19 +470,26 @@ def _require_http_auth_of(settings: Settings) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
-    """Declare every option as a flag whose help names its environment variable (and file variable).
+    """Declare every option as a flag whose help names its environment variable (and file variable);
+    a switch's flag turns its default around (--sandbox on, --no-app off).
 
     `suppress_defaults` leaves an option that was not given out of the namespace, so that a
     subcommand's parser, which takes the same options, never overwrites one given before it.
     """
     for option in OPTIONS:
-        shown_default = "" if option.default in (None, False) else f" Default: {option.default}."
+        quiet = option.default is None or option.is_switch
+        shown_default = "" if quiet else f" Default: {option.default}."
         from_file = f" Or {option.file_env}: a file holding it." if option.file_env else ""
         help_text = f"{option.help}{shown_default} Env: {option.env}.{from_file}"
         default = argparse.SUPPRESS if suppress_defaults else None
         if option.is_switch:
             parser.add_argument(
-                option.flag, dest=option.dest, action="store_true", default=default, help=help_text
+                option.flag,
+                dest=option.dest,
+                action="store_const",
+                const=not option.default,
+                default=default,
+                help=help_text,
             )
         else:
             metavar = "{" + ",".join(option.choices) + "}" if option.choices else None

@@ -172,3 +172,13 @@ def test_the_command_line_keeps_the_sandbox_in_the_user_cache_and_direct_setting
     assert DEFAULT_SANDBOX_STATE.endswith("census-mcp/sandbox.json")
     assert _settings(CENSUS_MCP_SANDBOX_STATE="off").sandbox_state_path is None
     assert Settings(sandbox=True).sandbox_state_path is None
+
+
+def test_the_app_is_on_unless_turned_off() -> None:
+    assert _settings().app is True
+    assert _settings("--no-app").app is False
+    assert _settings(CENSUS_MCP_APP="0").app is False
+    assert _settings("--no-app", CENSUS_MCP_APP="1").app is False
+    assert _settings(CENSUS_MCP_APP="1").app is True
+    with pytest.raises(SettingsError, match="CENSUS_MCP_APP"):
+        _settings(CENSUS_MCP_APP="sometimes")
