@@ -31,7 +31,9 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.types import TextResourceContents
 
+from census_mcp.app import APP_URI
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
 from tests.test_contract import EXPECTED
@@ -67,7 +69,13 @@ def test_the_bundle_ships_the_server_and_nothing_else(bundle: Path) -> None:
     """.mcpbignore keeps the virtualenv, the Node tools, tests and caches out of what users download."""
     assert bundle.stat().st_size < MAX_BUNDLE_BYTES
     names = zipfile.ZipFile(bundle).namelist()
-    assert {"manifest.json", "pyproject.toml", "uv.lock", "README.md", "census_mcp/server.py"} <= set(names)
+    shipped = {"manifest.json", "pyproject.toml", "uv.lock", "README.md", "census_mcp/server.py"}
+    app = {
+        "census_mcp/app/sources.html",
+        "census_mcp/app/vendor/app-with-deps.js",
+        "census_mcp/app/vendor/LICENSE",
+    }
+    assert shipped | app <= set(names)
     assert [name for name in names if LEFT_OUT.search(name)] == []
 
 
@@ -115,6 +123,10 @@ async def test_the_unpacked_bundle_runs_as_its_manifest_says(
         result = await call_ok(client, "list_sources", {})
         assert result.structured_content is not None
         assert result.structured_content["workspace_total"] == len(sandbox.workspace.sources)
+        # The wheel uv built from the bundle carries the app's document and its bridge.
+        [app] = (await client.read_resource(APP_URI)).contents
+        assert isinstance(app, TextResourceContents)
+        assert "globalThis.McpExtApps" in app.text
     # The token and base URL came through mcp_config's env, and the code was the bundle's own.
     assert any(request.path.endswith("/sources") for request in sandbox.workspace.requests)
     [installed] = unpacked.glob(".venv/lib/python*/site-packages/census_mcp-*.dist-info/direct_url.json")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -86,6 +86,33 @@ class SourceList(Paged):
     workspace_total: int = Field(description="Sources in the whole workspace.")
     counts: SourceCounts = Field(description="Over all matches, not just this page.")
     sources: list[SourceItem]
+
+
+SortColumn = Literal["name", "type", "test_status", "last_tested_at"]
+# Ascending puts failures first: they are what a reader sorts by status to find.
+_STATUS_RANK = {"failed": 0, "untested": 1, "passed": 2}
+
+
+def sort_sources(sources: Sequence[Source], column: SortColumn, *, descending: bool) -> list[Source]:
+    """`sources` sorted by a column, ties by name; sources never tested come last either way
+    when sorted by test time."""
+    if column == "last_tested_at":
+        tested = sorted((s for s in sources if s.last_tested_at), key=_tested_at, reverse=descending)
+        return tested + sorted((s for s in sources if not s.last_tested_at), key=_name_key)
+    keys: dict[str, Callable[[Source], Any]] = {
+        "name": _name_key,
+        "type": lambda source: (source.type, _name_key(source)),
+        "test_status": lambda source: (_STATUS_RANK[source.test_status], _name_key(source)),
+    }
+    return sorted(sources, key=keys[column], reverse=descending)
+
+
+def _name_key(source: Source) -> tuple[str, int]:
+    return source.name.casefold(), source.id
+
+
+def _tested_at(source: Source) -> str:
+    return source.last_tested_at or ""
 
 
 def summarize_source_list(

@@ -56,6 +56,8 @@ class ToolDefinition:
     idempotent: bool
     old_spellings: Mapping[str, str] = field(default_factory=dict)
     """Argument names a client may still send (old name -> current name), accepted but not listed."""
+    app_only: bool = False
+    """Called by the sources app alone: never listed to the model (see census_mcp/app)."""
 
     @property
     def annotations(self) -> ToolAnnotations:
@@ -79,6 +81,7 @@ def census_tool(
     idempotent: bool,
     destructive: bool = False,
     old_spellings: Mapping[str, str] | None = None,
+    app_only: bool = False,
 ) -> Callable[[ToolFunction], ToolDefinition]:
     """Declare a tool; its name is the function's, its description the docstring."""
 
@@ -91,6 +94,7 @@ def census_tool(
             destructive=destructive,
             idempotent=idempotent,
             old_spellings=old_spellings or {},
+            app_only=app_only,
         )
 
     return define

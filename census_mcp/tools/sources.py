@@ -6,6 +6,7 @@ HTTP, summaries shape the result. Failures are explained in tools/errors.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,10 +21,12 @@ from census_mcp.census.errors import CensusError, CensusUnknownOutcomeError
 from census_mcp.census.models import Source
 from census_mcp.summaries.sources import (
     DeletedSource,
+    SortColumn,
     SourceDetail,
     SourceFilter,
     SourceList,
     describe_source,
+    sort_sources,
     summarize_source_list,
 )
 from census_mcp.summaries.text import DEFAULT_LIMIT
@@ -75,19 +78,24 @@ OptionalReadOnly = Annotated[
 ]
 
 
+TypeFilter = Annotated[SourceType | None, Field(description="Exact source type, e.g. snowflake.")]
+NameContains = Annotated[
+    str | None, Field(max_length=200, description="Case-insensitive substring of name or label.")
+]
+TestStatus = Annotated[
+    Literal["passed", "failed", "untested"] | None,
+    Field(description="Outcome of the last connection test."),
+]
+GroupFilter = Annotated[GroupId | None, Field(description="Exact group id (API v2 only).")]
+
+
 @census_tool(title="List sources", read_only=True, idempotent=True)
 async def list_sources(
     ctx: Context[AppState, Any],
-    type: Annotated[SourceType | None, Field(description="Exact source type, e.g. snowflake.")] = None,
-    name_contains: Annotated[
-        str | None,
-        Field(max_length=200, description="Case-insensitive substring of name or label."),
-    ] = None,
-    test_status: Annotated[
-        Literal["passed", "failed", "untested"] | None,
-        Field(description="Outcome of the last connection test."),
-    ] = None,
-    group_id: Annotated[GroupId | None, Field(description="Exact group id (API v2 only).")] = None,
+    type: TypeFilter = None,
+    name_contains: NameContains = None,
+    test_status: TestStatus = None,
+    group_id: GroupFilter = None,
     order: Annotated[Literal["desc", "asc"], Field(description="desc: newest first.")] = "desc",
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
@@ -95,18 +103,60 @@ async def list_sources(
 ) -> Annotated[CallToolResult, SourceList]:
     """The workspace's sources, filtered, with totals and counts by type and test status over all
     matches, then one page of rows. One call answers e.g. "which snowflake sources failed their test"."""
-    state = app_state(ctx)
-    client = census(ctx)
-    _groups_apply(client, group_id)
-    fetched = await client.list_sources(refresh=refresh)
-    in_order = fetched.value.items if order == "desc" else fetched.value.items[::-1]
     selection = SourceFilter(
         type=type, name_contains=name_contains, test_status=test_status, group_id=group_id
     )
+
+    def arrange(matching: list[Source]) -> list[Source]:
+        return matching if order == "desc" else matching[::-1]  # Census lists newest first
+
+    return await _source_page(ctx, selection, arrange, limit=limit, offset=offset, refresh=refresh)
+
+
+@census_tool(title="List sources sorted", read_only=True, idempotent=True, app_only=True)
+async def list_sources_sorted(
+    ctx: Context[AppState, Any],
+    sort_by: Annotated[SortColumn, Field(description="The column all matches are sorted by.")],
+    type: TypeFilter = None,
+    name_contains: NameContains = None,
+    test_status: TestStatus = None,
+    group_id: GroupFilter = None,
+    order: Annotated[
+        Literal["asc", "desc"], Field(description="asc: A-Z, failed first, oldest test first.")
+    ] = "asc",
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+    refresh: Refresh = False,
+) -> Annotated[CallToolResult, SourceList]:
+    """For the sources app's column sort: list_sources with every match sorted before paging."""
+    selection = SourceFilter(
+        type=type, name_contains=name_contains, test_status=test_status, group_id=group_id
+    )
+
+    def arrange(matching: list[Source]) -> list[Source]:
+        return sort_sources(matching, sort_by, descending=order == "desc")
+
+    return await _source_page(ctx, selection, arrange, limit=limit, offset=offset, refresh=refresh)
+
+
+async def _source_page(
+    ctx: Context[AppState, Any],
+    selection: SourceFilter,
+    arrange: Callable[[list[Source]], list[Source]],
+    *,
+    limit: int,
+    offset: int,
+    refresh: bool,
+) -> CallToolResult:
+    """Every source of the workspace that `selection` matches, put in order by `arrange`, counted,
+    then one page of them."""
+    client = census(ctx)
+    _groups_apply(client, selection.group_id)
+    fetched = await client.list_sources(refresh=refresh)
     text, result = summarize_source_list(
-        [source for source in in_order if selection.matches(source)],
+        arrange([source for source in fetched.value.items if selection.matches(source)]),
         fetched=fetched,
-        request=page_request(state, offset=offset, limit=limit),
+        request=page_request(app_state(ctx), offset=offset, limit=limit),
         selection=selection,
         grouped=client.api.has_groups,
     )
