@@ -169,7 +169,11 @@ async def test_app_clients_see_the_app_bound_to_list_and_get_source(sandbox: San
         }
 
         # The app reads what the model reads.
-        for name, arguments in [("list_sources", {"type": "snowflake"}), ("get_source", {"source_id": 5})]:
+        reads: list[tuple[str, dict[str, Any]]] = [
+            ("list_sources", {"type": "snowflake"}),
+            ("get_source", {"source_id": 5}),
+        ]
+        for name, arguments in reads:
             shown, given = await call_ok(app, name, arguments), await call_ok(plain, name, arguments)
             assert _FRESHNESS.sub("", shown.model_dump_json()) == _FRESHNESS.sub("", given.model_dump_json())
 
