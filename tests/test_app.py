@@ -152,7 +152,9 @@ async def test_app_clients_see_the_app_bound_to_list_and_get_source(sandbox: San
         assert seen["list_sources"].pop("_meta") == {"ui": {"resourceUri": APP_URI}}
         assert seen["get_source"].pop("_meta") == {"ui": {"resourceUri": APP_URI}}
         # The app-only tool: hosts keep it from the model, which it would only cost tokens.
-        assert seen.pop("list_sources_sorted")["_meta"] == {"ui": {"visibility": ["app"]}}
+        app_only = seen.pop("list_sources_sorted")
+        assert app_only["_meta"] == {"ui": {"visibility": ["app"]}}
+        assert all(isinstance(kind, str) for kind in _types(app_only["inputSchema"]))  # portable
         assert seen == today
 
         [resource] = (await app.list_resources()).resources
@@ -176,6 +178,18 @@ async def test_app_clients_see_the_app_bound_to_list_and_get_source(sandbox: San
         for name, arguments in reads:
             shown, given = await call_ok(app, name, arguments), await call_ok(plain, name, arguments)
             assert _FRESHNESS.sub("", shown.model_dump_json()) == _FRESHNESS.sub("", given.model_dump_json())
+
+
+def _types(schema: Any) -> Iterator[Any]:
+    """Every `type` in a JSON schema, at any depth."""
+    if isinstance(schema, dict):
+        if "type" in schema:
+            yield schema["type"]
+        for key, value in schema.items():
+            yield from _types(list(value.values()) if key in ("properties", "$defs") else value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _types(item)
 
 
 def _source_ids(sandbox: Sandbox, order: Any, **where: Any) -> list[int]:
