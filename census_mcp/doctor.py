@@ -200,12 +200,23 @@ def _clock_line(census_date: str | None, report: Report) -> None:
 
 
 def _tools_line(config: Settings, report: Report) -> None:
+    """The tools the model gets, then the sources app and the app-only tools it brings."""
+    from census_mcp.app import sources_app
     from census_mcp.tools import select_tools
 
     try:
-        names = [tool.name for tool in select_tools(config)]
+        offered = select_tools(config)
     except SettingsError as exc:
         report.add("FAIL", str(exc))
         return
+    names = [tool.name for tool in offered if not tool.app_only]
     why = " (--read-only)" if config.read_only else ""
     report.add("ok", f"tools: {len(names)} on{why}: {', '.join(names)}")
+    if not config.app:
+        report.add("ok", "app: off (--no-app)")
+    elif sources_app(offered) is None:
+        report.add("ok", "app: off, since list_sources, which it shows, is not offered")
+    else:
+        app_only = [tool.name for tool in offered if tool.app_only]
+        calls = f"; app-only tools: {', '.join(app_only)}" if app_only else ""
+        report.add("ok", f"app: on, for hosts that render MCP Apps{calls}")

@@ -238,6 +238,7 @@ def test_doctor_checks_the_sandbox() -> None:
     assert "API v2 at http://census-sandbox.invalid/api/v2" in done.stdout
     assert "sources: 60 across every group the token can see" in done.stdout
     assert "tools: 10 on" in done.stdout
+    assert "app: on, for hosts that render MCP Apps; app-only tools: list_sources_sorted" in done.stdout
 
 
 @pytest.mark.anyio
@@ -258,6 +259,7 @@ async def test_doctor_checks_a_real_census_over_loopback(sandbox: Sandbox) -> No
     assert f"sources: {len(sandbox.workspace.sources)} " in done.stdout
     assert re.search(r"ok    clock: \d+ s (ahead of|behind) Census", done.stdout)
     assert "tools: 6 on (--read-only)" in done.stdout
+    assert "app: on" in done.stdout
     assert sandbox.token not in done.stdout + done.stderr
     refused = await anyio.to_thread.run_sync(
         lambda: _run(
