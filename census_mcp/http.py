@@ -26,8 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from census_mcp import __version__
+from census_mcp.auth.oauth import OAuthConfig, ResourceServer
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
+from census_mcp.tools import ALL_TOOLS
 from census_mcp.tools.base import bearer_token
 from census_mcp.untrusted import quote
 
@@ -39,6 +41,7 @@ LOCAL_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"
 LOCAL_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 # Longer than any real token; a bound keeps a hostile header from costing anything.
 _MAX_TOKEN_CHARS = 4096
+_METADATA_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=3600"}
 MAX_ERROR_BYTES = 1024
 # Keys in one request body, counted as `":` before any parsing, in C: a real call has a few dozen;
 # the argument bounds the tools check (500 keys and items) come after the SDK has parsed the body.
@@ -52,7 +55,8 @@ _HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-
 
 def create_http_app(settings: Settings) -> ASGIApp:
     """The ASGI app: MCP at /mcp behind bearer auth, and an open health check at /healthz."""
-    server = build_server(settings)
+    resource = resource_server(settings) if settings.oauth else None
+    server = build_server(settings, token_verifier=resource.verifier if resource else None)
     allowed_hosts = [*LOCAL_HOSTS, *settings.allowed_hosts]
     allowed_origins = [*LOCAL_ORIGINS, *settings.allowed_origins]
     # The SDK's own check stays on behind the exact one in Gate (it matches `host:*` by prefix).
@@ -66,7 +70,25 @@ def create_http_app(settings: Settings) -> ASGIApp:
         host=settings.host,
         max_request_body_size=settings.max_request_bytes,
     )
-    return Gate(app, settings, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+    return Gate(
+        app, settings, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, resource=resource
+    )
+
+
+def resource_server(settings: Settings) -> ResourceServer:
+    """OAuth mode's checks, for the settings' issuer, audience and scopes."""
+    secret = settings.oauth_client_secret
+    config = OAuthConfig(
+        issuer=settings.oauth_issuer or "",
+        audience=settings.resource_url,
+        read_scope=settings.oauth_read_scope,
+        write_scope=settings.oauth_write_scope,
+        jwks_url=settings.oauth_jwks_url,
+        introspection_url=settings.oauth_introspection_url,
+        client_id=settings.oauth_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+    )
+    return ResourceServer(config, frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only))
 
 
 class Gate:
@@ -81,11 +103,13 @@ class Gate:
         *,
         allowed_hosts: Sequence[str] = LOCAL_HOSTS,
         allowed_origins: Sequence[str] = LOCAL_ORIGINS,
+        resource: ResourceServer | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.allowed_hosts = allowed_hosts
         self.allowed_origins = allowed_origins
+        self.resource = resource
         expected = settings.auth_token.get_secret_value() if settings.auth_token else ""
         self._expected = expected.encode()
 
@@ -95,6 +119,10 @@ class Gate:
             return
         if scope["path"] == HEALTH_PATH:
             await JSONResponse({"status": "ok", "version": __version__})(scope, receive, send)
+            return
+        if self.resource is not None and scope["path"] == self.resource.metadata_path:
+            # Open to all, as RFC 9728 means it: it is how a client finds where to sign in.
+            await JSONResponse(self.resource.metadata(), headers=_METADATA_HEADERS)(scope, receive, send)
             return
         refusal = self._refusal(scope)
         if refusal is not None:
@@ -112,6 +140,16 @@ class Gate:
                 scope, receive, send
             )
             return
+        if self.resource is not None:
+            challenge = await self.resource.challenge(bearer_token(_authorization(scope)), body)
+            if challenge is not None:
+                status, header = challenge
+                error = "invalid_token" if status == 401 else "insufficient_scope"
+                description = "Sign in again." if status == 401 else "Your sign-in lacks a scope this needs."
+                response = _error(status, error, description)
+                response.headers["WWW-Authenticate"] = header
+                await response(scope, receive, send)
+                return
         await self.app(scope, _replay(body, receive), _bounded_errors(send))
 
     def _refusal(self, scope: Scope) -> ASGIApp | None:
@@ -135,12 +173,12 @@ class Gate:
             )
         if self.settings.no_auth:
             return None
-        authorizations = [value for name, value in headers if name == b"authorization"]
-        if len(authorizations) > 1:
+        if len([name for name, _ in headers if name == b"authorization"]) > 1:
             # A proxy in front may read the first and this server the last: refuse the ambiguity.
             return _error(400, "invalid_request", "Send one Authorization header, not several.")
-        authorization = authorizations[0].decode("latin-1") if authorizations else ""
-        problem = self._problem(bearer_token(authorization))
+        if self.resource is not None:
+            return None  # OAuth: checked once the body shows what is called (a write needs more)
+        problem = self._problem(bearer_token(_authorization(scope)))
         return None if problem is None else _unauthorized(problem)
 
     def _problem(self, token: str | None) -> str | None:
@@ -180,6 +218,12 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
         return False
     patterns = (pattern.partition("://") for pattern in allowed)
     return any(wanted == scheme and host_allowed(rest, [host]) for wanted, _, host in patterns)
+
+
+def _authorization(scope: Scope) -> str:
+    """The one Authorization header's value, or ""."""
+    value: bytes = dict(scope["headers"]).get(b"authorization", b"")
+    return value.decode("latin-1")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
@@ -234,7 +278,7 @@ def _bounded_errors(send: Send) -> Send:
     return bounded
 
 
-def _error(status: int, error: str, description: str) -> ASGIApp:
+def _error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status)
 
 

@@ -21,7 +21,7 @@ def configure_logging(config: Settings) -> None:
     bounded length, and each kind of warning said at most once a minute."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    known = [secret.get_secret_value() for secret in (config.token, config.auth_token) if secret]
+    known = config.secrets
     # Repeats first: a record held back costs nothing more.
     handler.addFilter(RepeatFilter())
     handler.addFilter(RedactingFilter(known, max_chars=MAX_LINE_CHARS))

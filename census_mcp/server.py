@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.apps import client_supports_apps
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -22,6 +26,7 @@ from pydantic import ConfigDict, ValidationError, model_validator
 
 from census_mcp import __version__
 from census_mcp.app import SourcesApp, sources_app
+from census_mcp.auth.audit import AuditTrail, Outcome, outcome_of_failure, principal_of
 from census_mcp.census.api import API_VERSIONS
 from census_mcp.census.cache import ListCache
 from census_mcp.census.client import CensusClient
@@ -29,7 +34,7 @@ from census_mcp.census.errors import CensusError
 from census_mcp.census.retry import RetryPolicy, deadline
 from census_mcp.settings import Settings
 from census_mcp.summaries.text import result_size
-from census_mcp.tools import AppState, ToolDefinition, select_tools, why_not_offered
+from census_mcp.tools import ALL_TOOLS, AppState, ToolDefinition, select_tools, why_not_offered
 from census_mcp.tools.errors import explain_census_error, explain_invalid_arguments
 from census_mcp.tools.schema import (
     argument_bounds_problem,
@@ -58,12 +63,21 @@ class CensusMCPServer(MCPServer[AppState]):
     """An MCPServer whose tool failures read as advice, never as tracebacks, whose results never
     cross the size cap, and whose sources app only clients that negotiated MCP Apps can see."""
 
-    def __init__(self, *, settings: Settings, app: SourcesApp | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        app: SourcesApp | None = None,
+        audit: AuditTrail | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(extensions=[app.extension] if app else None, **kwargs)
         self.census_settings = settings
         self.max_result_bytes = settings.max_result_bytes
         self.deadline_seconds = settings.deadline_seconds
         self.app = app
+        self.audit = audit or AuditTrail.to(None, settings.secrets)
+        self.write_tools = frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only)
 
     def _sees_app(self, context: Context[AppState, Any] | ServerRequestContext[AppState, Any]) -> bool:
         return self.app is not None and client_supports_apps(context)
@@ -73,8 +87,18 @@ class CensusMCPServer(MCPServer[AppState]):
 
     async def list_tools(self) -> list[MCPTool]:
         """The tools as a client without MCP Apps sees them, and `census-mcp tools` prints them."""
-        tools = await super().list_tools()
+        tools = self._within_scopes(await super().list_tools())
         return self.app.tools_for_other_clients(tools) if self.app else tools
+
+    def _within_scopes(self, tools: list[MCPTool]) -> list[MCPTool]:
+        """With OAuth, a caller whose token lacks the write scope is shown only the tools that read."""
+        if self.census_settings.oauth and not self._may_write():
+            return [tool for tool in tools if tool.name not in self.write_tools]
+        return tools
+
+    def _may_write(self) -> bool:
+        token = get_access_token()
+        return token is not None and self.census_settings.oauth_write_scope in token.scopes
 
     async def list_resources(self) -> list[MCPResource]:
         resources = await super().list_resources()
@@ -84,7 +108,7 @@ class CensusMCPServer(MCPServer[AppState]):
         self, ctx: ServerRequestContext[AppState, Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
         if self._sees_app(ctx):
-            return ListToolsResult(tools=await super().list_tools())
+            return ListToolsResult(tools=self._within_scopes(await super().list_tools()))
         return await super()._handle_list_tools(ctx, params)
 
     async def _handle_list_resources(
@@ -97,26 +121,70 @@ class CensusMCPServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
+        """The tool's result, or a ToolError that explains; every attempt to write is audited."""
+        try:
+            result = await self._checked_call(name, arguments, context)
+        except _Failed as failed:
+            self._audit(name, arguments, context, failed.outcome, failed.status)
+            raise failed.error from None
+        # Anything else is the first round of a multi-round-trip call (a confirmation asked for).
+        if isinstance(result, CallToolResult):
+            found = (result.structured_content or {}).get("id")
+            written = found if isinstance(found, int) and not isinstance(found, bool) else None
+            self._audit(name, arguments, context, "failed" if result.is_error else "ok", source_id=written)
+        return result
+
+    def _audit(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[AppState, Any] | None,
+        outcome: Outcome,
+        status: int | None = None,
+        *,
+        source_id: int | None = None,
+    ) -> None:
+        if name in self.write_tools:
+            principal = principal_of(self.census_settings, context.headers if context else None)
+            self.audit.record(
+                principal=principal,
+                tool=name,
+                arguments=arguments,
+                outcome=outcome,
+                census_status=status,
+                source_id=source_id,
+            )
+
+    async def _checked_call(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None
+    ) -> Any:
         hidden = (
             self.app is not None and name in self.app.app_only and not (context and self._sees_app(context))
         )
         if hidden or self._tool_manager.get_tool(name) is None:
             # An app-only tool does not exist for a client without MCP Apps.
-            raise ToolError(why_not_offered(name, self.census_settings))
+            raise _refused(why_not_offered(name, self.census_settings))
+        if self.census_settings.oauth and name in self.write_tools and not self._may_write():
+            # The HTTP gate answers 403 for step-up first; this holds whatever reaches here.
+            scope = self.census_settings.oauth_write_scope
+            raise _refused(f"{name} changes the workspace: your sign-in lacks the {scope} scope.")
         # Before any validation, whose work grows with the input: an oversized call costs nothing.
         if problem := argument_bounds_problem(arguments):
-            raise ToolError(f"Refused: the arguments have {problem}, more than any {name} call needs.")
+            raise _refused(f"Refused: the arguments have {problem}, more than any {name} call needs.")
         try:
             # Census requests end by the deadline on their own; the hard stop is a backstop.
             with deadline(self.deadline_seconds), anyio.fail_after(self.deadline_seconds + _BACKSTOP_SECONDS):
                 result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            raise ToolError(clean(_explain(name, arguments, exc), MAX_ERROR_CHARS)) from None
+            outcome, status = outcome_of_failure(exc.__cause__)
+            explained = ToolError(clean(_explain(name, arguments, exc), MAX_ERROR_CHARS))
+            raise _Failed(explained, outcome, status) from None
         except TimeoutError:
-            raise ToolError(
+            explained = ToolError(
                 f"{name} did not finish within {self.deadline_seconds:.0f} s and was stopped. "
                 "Census may be slow: try again later, or ask for less."
-            ) from None
+            )
+            raise _Failed(explained, "unknown", None) from None
         if isinstance(result, CallToolResult):
             size = result_size(result_text(result), result.structured_content)
             if size > self.max_result_bytes:
@@ -124,11 +192,27 @@ class CensusMCPServer(MCPServer[AppState]):
                 logger.warning(
                     "Tool %s built a %d-byte result, over the %d cap", name, size, self.max_result_bytes
                 )
-                raise ToolError(
+                # A write that got this far took effect, even if its result cannot be shown.
+                cut = ToolError(
                     f"The result of {name} ({size} bytes) is over the {self.max_result_bytes}-byte cap. "
                     "Ask for less: a smaller limit, a search, or one source at a time."
                 )
+                raise _Failed(cut, "ok", None)
         return result
+
+
+class _Failed(Exception):
+    """A tool call that failed: the error to give, and how it ended, for the audit trail."""
+
+    def __init__(self, error: ToolError, outcome: Outcome, status: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.outcome = outcome
+        self.status = status
+
+
+def _refused(message: str) -> _Failed:
+    return _Failed(ToolError(message), "refused", None)
 
 
 def _explain(name: str, arguments: Mapping[str, Any], exc: ToolError) -> str:
@@ -151,9 +235,11 @@ def build_server(
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> CensusMCPServer:
     """The server for these settings. `transport` overrides how Census is reached (tests, sandbox),
-    `retry` how it is retried (tests inject a sleep that does not wait)."""
+    `retry` how it is retried (tests inject a sleep that does not wait); `token_verifier` checks
+    OAuth access tokens, with --auth oauth over HTTP."""
     transport, token = _census_access(settings, transport)
     # One cache per server, shared by every client the lifespan makes.
     cache = ListCache(ttl_seconds=settings.cache_seconds)
@@ -165,6 +251,17 @@ def build_server(
 
     offered = select_tools(settings)
     app = sources_app(offered) if settings.app else None
+    auth: dict[str, Any] = {}
+    if token_verifier is not None:
+        # The SDK's own bearer check then knows each caller's token (get_access_token); the token's
+        # audience is checked by the verifier, so the SDK need not compare it again.
+        auth["token_verifier"] = token_verifier
+        auth["auth"] = AuthSettings(
+            issuer_url=settings.oauth_issuer,  # type: ignore[arg-type]
+            resource_server_url=settings.resource_url,  # type: ignore[arg-type]
+            required_scopes=[settings.oauth_read_scope],
+            validate_token_resource=False,
+        )
     return CensusMCPServer(
         name="census-mcp",
         title="Census sources",
@@ -175,6 +272,8 @@ def build_server(
         app=app,
         log_level=settings.log_level,
         tools=[_strict_tool(tool, app.tool_meta(tool) if app else None) for tool in offered],
+        audit=AuditTrail.to(Path(settings.audit_log) if settings.audit_log else None, settings.secrets),
+        **auth,
     )
 
 

@@ -260,10 +260,69 @@ OPTIONS: tuple[Option, ...] = (
         "auth",
         "--auth",
         "CENSUS_MCP_AUTH",
-        "HTTP auth: token (clients present CENSUS_MCP_AUTH_TOKEN; Census gets CENSUS_API_TOKEN) or "
-        "passthrough (each client presents its own Census token).",
+        "HTTP auth: token (clients present CENSUS_MCP_AUTH_TOKEN; Census gets CENSUS_API_TOKEN), "
+        "passthrough (each client presents its own Census token) or oauth (users sign in through your "
+        "identity provider; Census gets CENSUS_API_TOKEN).",
         default="token",
-        choices=("token", "passthrough"),
+        choices=("token", "passthrough", "oauth"),
+    ),
+    Option(
+        "oauth_issuer",
+        "--oauth-issuer",
+        "CENSUS_MCP_OAUTH_ISSUER",
+        "With --auth oauth: the authorization server's issuer URL, exactly as its tokens name it.",
+    ),
+    Option(
+        "oauth_audience",
+        "--oauth-audience",
+        "CENSUS_MCP_OAUTH_AUDIENCE",
+        "With --auth oauth: the audience tokens must name, this server's public /mcp URL (RFC 8707). "
+        "Default: http://HOST:PORT/mcp.",
+    ),
+    Option(
+        "oauth_read_scope",
+        "--oauth-read-scope",
+        "CENSUS_MCP_OAUTH_READ_SCOPE",
+        "With --auth oauth: the scope the read tools need.",
+        default="census:read",
+    ),
+    Option(
+        "oauth_write_scope",
+        "--oauth-write-scope",
+        "CENSUS_MCP_OAUTH_WRITE_SCOPE",
+        "With --auth oauth: the scope create, update, refresh and delete need.",
+        default="census:write",
+    ),
+    Option(
+        "oauth_jwks_url",
+        "--oauth-jwks-url",
+        "CENSUS_MCP_OAUTH_JWKS_URL",
+        "With --auth oauth: the issuer's JWKS URL, for JWT access tokens (default: from its metadata).",
+    ),
+    Option(
+        "oauth_introspection_url",
+        "--oauth-introspection-url",
+        "CENSUS_MCP_OAUTH_INTROSPECTION_URL",
+        "With --auth oauth: the RFC 7662 introspection endpoint, for opaque access tokens.",
+    ),
+    Option(
+        "oauth_client_id",
+        "--oauth-client-id",
+        "CENSUS_MCP_OAUTH_CLIENT_ID",
+        "With --oauth-introspection-url: the client this server authenticates as.",
+    ),
+    Option(
+        "oauth_client_secret",
+        "--oauth-client-secret",
+        "CENSUS_MCP_OAUTH_CLIENT_SECRET",
+        "With --oauth-client-id: its secret.",
+        file_env="CENSUS_MCP_OAUTH_CLIENT_SECRET_FILE",
+    ),
+    Option(
+        "audit_log",
+        "--audit-log",
+        "CENSUS_MCP_AUDIT_LOG",
+        "File to append the audit trail to, one JSON line per write attempt (default: stderr).",
     ),
     Option(
         "auth_token",
@@ -356,7 +415,16 @@ class Settings:
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
-    auth: Literal["token", "passthrough"] = "token"
+    auth: Literal["token", "passthrough", "oauth"] = "token"
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_read_scope: str = "census:read"
+    oauth_write_scope: str = "census:write"
+    oauth_jwks_url: str | None = None
+    oauth_introspection_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    audit_log: str | None = None
     auth_token: SecretStr | None = None
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
@@ -414,6 +482,23 @@ class Settings:
         return Path(self.sandbox_state).expanduser()
 
     @property
+    def resource_url(self) -> str:
+        """This server's public MCP URL, which OAuth access tokens must name as their audience."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (self.oauth_audience or f"http://{host}:{self.port}/mcp").rstrip("/")
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret these settings hold, for scrubbing by value from logs and audit lines."""
+        held = (self.token, self.auth_token, self.oauth_client_secret)
+        return [secret.get_secret_value() for secret in held if secret]
+
+    @property
+    def oauth(self) -> bool:
+        """HTTP callers sign in through the identity provider."""
+        return self.transport == "http" and self.auth == "oauth" and not self.no_auth
+
+    @property
     def passthrough(self) -> bool:
         """Each HTTP caller brings its own Census token."""
         return self.transport == "http" and self.auth == "passthrough" and not self.no_auth
@@ -460,6 +545,16 @@ def _require_http_auth_of(settings: Settings) -> None:
             raise SettingsError(
                 f"--no-auth is refused on {settings.host}: without auth, serve on 127.0.0.1 only, "
                 "or set CENSUS_MCP_AUTH_TOKEN, or use --auth passthrough."
+            )
+    elif settings.auth == "oauth":
+        if not settings.oauth_issuer:
+            raise SettingsError(
+                "--auth oauth needs the authorization server: set CENSUS_MCP_OAUTH_ISSUER (--oauth-issuer)."
+            )
+        if settings.token is None and not settings.sandbox:
+            raise SettingsError(
+                "--auth oauth calls Census with the server's own token: set CENSUS_API_TOKEN "
+                "(or CENSUS_API_TOKEN_FILE)."
             )
     elif settings.auth == "token" and settings.auth_token is None:
         raise SettingsError(
@@ -518,7 +613,7 @@ def from_arguments(
         values[option.dest] = _parse(option, given)
     if values["api_version"] is None:
         values["api_version"] = default_version(today or date.today())
-    for secret in ("token", "auth_token"):
+    for secret in ("token", "auth_token", "oauth_client_secret"):
         if values[secret] is not None:
             values[secret] = SecretStr(values[secret])
     return Settings(**values)

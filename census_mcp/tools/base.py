@@ -18,6 +18,10 @@ from census_mcp.summaries.text import PageRequest
 ToolFunction = Callable[..., Awaitable[CallToolResult]]
 
 
+class OutcomeUnknown(ToolError):
+    """A write whose effect is unknown (Census's answer was lost and could not be found out)."""
+
+
 @dataclass(frozen=True)
 class AppState:
     """What the lifespan yields: one Census client per process, and the settings."""

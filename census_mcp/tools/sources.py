@@ -30,7 +30,15 @@ from census_mcp.summaries.sources import (
     summarize_source_list,
 )
 from census_mcp.summaries.text import DEFAULT_LIMIT
-from census_mcp.tools.base import AppState, app_state, census, census_tool, page_request, tool_result
+from census_mcp.tools.base import (
+    AppState,
+    OutcomeUnknown,
+    app_state,
+    census,
+    census_tool,
+    page_request,
+    tool_result,
+)
 from census_mcp.untrusted import quote
 
 
@@ -265,7 +273,7 @@ async def _find_unconfirmed_create(
     try:
         listing = (await client.list_sources(refresh=True)).value.items
     except CensusError as exc:
-        raise ToolError(
+        raise OutcomeUnknown(
             f"{lost_answer}, and looking for the new source failed too ({exc.message}). Do not create it "
             f"again yet: call list_sources with type={type} and refresh=true first."
         ) from None
@@ -289,7 +297,7 @@ async def _find_unconfirmed_create(
             f"No new {type} source{labelled} appears in list_sources yet. Check again with list_sources "
             "(refresh=true) in a minute before trying again, so as not to create it twice."
         )
-    raise ToolError(f"{lost_answer}, so it is unknown whether Census created it. {advice}")
+    raise OutcomeUnknown(f"{lost_answer}, so it is unknown whether Census created it. {advice}")
 
 
 def _created_since(source: Source, since: datetime) -> bool:

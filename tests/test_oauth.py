@@ -1,0 +1,265 @@
+"""OAuth mode against a real authorization server on loopback (the SDK's own AS routes, issuing
+signed JWTs): the SDK client signs in by itself through the protected-resource metadata, scopes
+decide what a caller sees and may do, a write without the write scope steps up, and every kind
+of bad token is refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import jwt
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from census_mcp.http import create_http_app
+from census_mcp.settings import Settings
+from tests.conftest import Sandbox
+from tests.helpers import call_ok
+from tests.oauth_server import (
+    READ,
+    WRITE,
+    AuthorizationServer,
+    MemoryTokens,
+    bound_socket,
+    running_authorization_server,
+    serving_socket,
+    signing_in,
+)
+
+pytestmark = pytest.mark.anyio
+READ_TOOLS = {
+    "list_sources",
+    "get_source",
+    "get_refresh_tables_status",
+    "list_source_types",
+    "get_source_type",
+    "list_source_tables",
+}
+WRITE_TOOLS = {"create_source", "update_source", "delete_source", "refresh_source_tables"}
+
+
+@dataclass
+class Served:
+    url: str
+    issuer: AuthorizationServer
+
+    def token(self, scopes: list[str] = [READ], **changes: Any) -> str:  # noqa: B006 - never mutated
+        return self.issuer.mint(audience=self.url, scopes=scopes, **changes)
+
+
+@pytest.fixture(scope="module")
+def authorization_server() -> Iterator[AuthorizationServer]:
+    with running_authorization_server() as server:
+        yield server
+
+
+@contextmanager
+def oauth_server(sandbox: Sandbox, issuer: AuthorizationServer, **overrides: Any) -> Iterator[Served]:
+    """census-mcp over HTTP in OAuth mode, its audience its own URL (known before it is built)."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    settings = sandbox.settings(
+        transport="http", auth="oauth", port=port, oauth_issuer=issuer.issuer, **overrides
+    )
+    with serving_socket(create_http_app(settings), sock, lifespan="on"):
+        yield Served(f"http://127.0.0.1:{port}/mcp", issuer)
+
+
+@pytest.fixture
+def served(sandbox: Sandbox, authorization_server: AuthorizationServer) -> Iterator[Served]:
+    with oauth_server(sandbox, authorization_server) as running:
+        yield running
+
+
+@asynccontextmanager
+async def with_token(url: str, token: str) -> AsyncIterator[Client]:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    async with http, Client(streamable_http_client(url, http_client=http)) as client:
+        yield client
+
+
+def _post(
+    url: str, token: str | None, tool: str = "list_sources", arguments: dict[str, Any] | None = None
+) -> httpx2.Response:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"name": tool, "arguments": arguments or {}, "_meta": meta}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    return httpx2.post(
+        url, json=body, headers=headers | {"Mcp-Method": "tools/call", "Mcp-Name": tool}, timeout=30
+    )
+
+
+async def test_the_sdk_client_signs_in_by_itself_and_steps_up_to_write(
+    served: Served, sandbox: Sandbox
+) -> None:
+    """Through the protected-resource metadata to the authorization server, with read access first;
+    a write answers 403 insufficient_scope, the client signs in again with both scopes, and writes."""
+    storage = MemoryTokens()
+    http = httpx2.AsyncClient(auth=signing_in(served.url, storage), timeout=30)
+    async with http, Client(streamable_http_client(served.url, http_client=http)) as client:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        assert storage.tokens is not None
+        assert storage.tokens.scope == READ
+        assert listed == READ_TOOLS
+        result = await call_ok(client, "list_sources", {"test_status": "failed"})
+        assert result.structured_content is not None
+        failing = sum(s["last_test_succeeded"] is False for s in sandbox.workspace.sources.values())
+        assert result.structured_content["total"] == failing
+        updated = await call_ok(client, "update_source", {"source_id": 2, "label": "Signed in"})
+        assert set((storage.tokens.scope or "").split()) == {READ, WRITE}
+        assert updated.structured_content is not None
+        assert sandbox.workspace.sources[2]["label"] == "Signed in"
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
+
+
+async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox: Sandbox) -> None:
+    metadata_url = served.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
+    metadata = httpx2.get(metadata_url, timeout=10)
+    assert metadata.status_code == 200
+    assert metadata.json() == {
+        "resource": served.url,
+        "authorization_servers": [served.issuer.issuer],
+        "scopes_supported": [READ, WRITE],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "census-mcp",
+    }
+    missing = _post(served.url, None)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == f'Bearer scope="{READ}", resource_metadata="{metadata_url}"'
+    read_only = served.token([READ])
+    write = _post(served.url, read_only, "delete_source", {"source_id": 2, "confirm_name": "x"})
+    assert write.status_code == 403
+    challenge = write.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert f'scope="{READ} {WRITE}"' in challenge
+    assert f'resource_metadata="{metadata_url}"' in challenge
+    no_read = _post(served.url, served.token(["something:else"]))
+    assert no_read.status_code == 403
+    assert f'scope="{READ}"' in no_read.headers["www-authenticate"]
+    assert 2 in sandbox.workspace.sources
+
+
+async def test_a_token_without_the_write_scope_sees_and_may_call_only_the_reads(served: Served) -> None:
+    async with with_token(served.url, served.token([READ])) as client:
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS
+        await call_ok(client, "get_source", {"source_id": 2})
+    async with with_token(served.url, served.token([READ, WRITE])) as client:
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
+
+
+async def test_read_only_wins_over_every_scope(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    with oauth_server(sandbox, authorization_server, read_only=True) as served:
+        async with with_token(served.url, served.token([READ, WRITE])) as client:
+            assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS
+
+
+def _tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = f"{READ} {WRITE}"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def _unsigned(served: Served) -> str:
+    claims = jwt.decode(served.token([READ, WRITE]), options={"verify_signature": False})
+    return jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]
+
+
+def _hmac_with_the_public_key(served: Served) -> str:
+    """The classic confusion: an HS256 token whose secret is the issuer's public key (signed by hand:
+    PyJWT itself refuses to)."""
+    claims = jwt.decode(served.token([READ]), options={"verify_signature": False})
+    header = {"alg": "HS256", "typ": "JWT", "kid": served.issuer.key.kid}
+    signed = ".".join(_b64(json.dumps(part).encode()) for part in (header, claims))
+    public = json.dumps(served.issuer.key.jwk()).encode()
+    return f"{signed}.{_b64(hmac.new(public, signed.encode(), hashlib.sha256).digest())}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda s: s.token(lifetime=-3600), id="expired"),
+        pytest.param(lambda s: s.token(aud="http://127.0.0.1:1/mcp"), id="wrong-audience"),
+        pytest.param(lambda s: s.token(iss="http://127.0.0.1:1"), id="wrong-issuer"),
+        pytest.param(lambda s: s.token(exp=None), id="no-expiry"),
+        pytest.param(_unsigned, id="alg-none"),
+        pytest.param(lambda s: _tampered(s.token([READ])), id="tampered"),
+        pytest.param(_hmac_with_the_public_key, id="hs256-with-public-key"),
+        pytest.param(lambda s: "not-a-jwt", id="garbage"),
+    ],
+)
+def test_bad_tokens_are_refused(served: Served, forge: Any) -> None:
+    answer = _post(served.url, forge(served))
+    assert answer.status_code == 401
+    assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+    assert answer.json()["error"] == "invalid_token"
+
+
+def test_a_token_within_the_clock_skew_is_accepted(served: Served) -> None:
+    assert _post(served.url, served.token([READ], lifetime=-20)).status_code == 200
+
+
+def test_a_rotated_signing_key_is_picked_up(served: Served) -> None:
+    assert _post(served.url, served.token([READ])).status_code == 200
+    fetches = served.issuer.jwks_fetches
+    served.issuer.rotate_key()
+    assert _post(served.url, served.token([READ])).status_code == 200
+    assert served.issuer.jwks_fetches == fetches + 1
+    # A key id no one published is refused, and asks for the keys at most a few times a minute.
+    for n in range(20):
+        forged = jwt.encode(
+            {"sub": "x"}, served.issuer.key.private, algorithm="RS256", headers={"kid": f"invented-{n}"}
+        )
+        assert _post(served.url, forged).status_code == 401
+    assert served.issuer.jwks_fetches <= fetches + 6
+
+
+async def test_opaque_tokens_are_checked_by_introspection(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    authorization_server.issue_opaque = True
+    try:
+        introspection = f"{authorization_server.issuer}/introspect"
+        with oauth_server(sandbox, authorization_server, oauth_introspection_url=introspection) as served:
+            http = httpx2.AsyncClient(auth=signing_in(served.url), timeout=30)
+            async with http, Client(streamable_http_client(served.url, http_client=http)) as client:
+                await call_ok(client, "get_source", {"source_id": 2})
+            assert _post(served.url, "an-opaque-token-nobody-issued").status_code == 401
+    finally:
+        authorization_server.issue_opaque = False
+
+
+def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
+    from census_mcp.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="CENSUS_MCP_OAUTH_ISSUER"):
+        Settings(transport="http", auth="oauth", token=SecretStr("secret-token:x")).require_credentials(
+            serving_http=True
+        )
+    with pytest.raises(SettingsError, match="calls Census with the server's own token"):
+        Settings(transport="http", auth="oauth", oauth_issuer="https://id.example.com").require_credentials(
+            serving_http=True
+        )
