@@ -35,17 +35,9 @@ from tests.oauth_server import (
     serving_socket,
     signing_in,
 )
+from tests.test_guarded_writes import READ_TOOLS, WRITE_TOOLS
 
 pytestmark = pytest.mark.anyio
-READ_TOOLS = {
-    "list_sources",
-    "get_source",
-    "get_refresh_tables_status",
-    "list_source_types",
-    "get_source_type",
-    "list_source_tables",
-}
-WRITE_TOOLS = {"create_source", "update_source", "delete_source", "refresh_source_tables"}
 
 
 @dataclass
