@@ -105,7 +105,11 @@ def build_server(
         token = settings.token.get_secret_value() if settings.token else ""
 
     # One cache per server, shared by every client the lifespan makes.
-    cache = ListCache(ttl_seconds=settings.cache_seconds)
+    cache = ListCache(
+        ttl_seconds=settings.cache_seconds,
+        max_entries=settings.cache_max_entries,
+        max_bytes=int(settings.cache_max_mb * 2**20),
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -115,6 +119,7 @@ def build_server(
             api=API_VERSIONS[settings.api_version],
             timeout_seconds=settings.timeout_seconds,
             page_concurrency=settings.page_concurrency,
+            max_connections=settings.max_connections,
             cache=cache,
             retry=retry
             or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),
