@@ -199,3 +199,30 @@ def test_the_cache_bounds_are_settings_with_defaults() -> None:
     for name in ("CENSUS_MCP_CACHE_MAX_ENTRIES", "CENSUS_MCP_CACHE_MAX_MB", "CENSUS_MCP_MAX_CONNECTIONS"):
         with pytest.raises(SettingsError, match=name):
             settings(**{name: "0"})
+
+
+def test_the_secret_key_cache_holds_only_short_names() -> None:
+    from census_mcp import redaction
+
+    held = redaction._is_secret_key_cached.cache_info().currsize
+    long_keys = [f"{'x' * 10_000}_password_{number}" for number in range(100)]
+    assert all(redaction.is_secret_key(name) for name in long_keys)
+    assert redaction._is_secret_key_cached.cache_info().currsize == held
+    assert redaction._is_secret_key_cached.cache_info().maxsize == 4096
+
+
+def test_configuring_logging_again_replaces_the_handler() -> None:
+    import logging
+
+    from census_mcp.logs import configure_logging
+    from census_mcp.settings import Settings
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        for _ in range(3):
+            configure_logging(Settings(sandbox=True))
+        assert len(root.handlers) == 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
