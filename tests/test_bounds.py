@@ -226,3 +226,29 @@ def test_configuring_logging_again_replaces_the_handler() -> None:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+async def test_no_cookie_census_sets_for_one_user_is_kept_or_sent_for_another() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from census_mcp.census.client import CensusClient
+    from tests.conftest import serve_on_loopback
+
+    cookies_sent: list[str | None] = []
+
+    async def source(request: Request) -> JSONResponse:
+        cookies_sent.append(request.headers.get("cookie"))
+        response = JSONResponse({"status": "success", "data": {"id": 1, "name": "Warehouse"}})
+        response.set_cookie("_census_session", f"session-of-{request.headers['authorization'][-5:]}")
+        return response
+
+    app = Starlette(routes=[Route("/api/v1/sources/1", source)])
+    with serve_on_loopback(app) as root:
+        async with CensusClient(f"{root}/api/v1", "secret-token:alice") as alice:
+            await alice.get_source(1)
+            await alice.with_token("secret-token:bobby").get_source(1)
+            await alice.get_source(1)
+    assert cookies_sent == [None, None, None]

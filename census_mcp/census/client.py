@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -85,6 +86,9 @@ class CensusClient:
             transport=transport,
             limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
+            # Bearer tokens need no cookies: one Census sets for a user must not ride along with the
+            # next user's requests in passthrough, nor pile up in a shared client. None is kept.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     def __repr__(self) -> str:
