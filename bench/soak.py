@@ -142,7 +142,8 @@ def rss_mb(pid: int) -> float:
 
 def sockets_to(pid: int, port: int) -> int:
     """Established TCP connections from process `pid` to `port`: its sockets (file descriptors)
-    that /proc/PID/net/tcp lists as connected to that remote port."""
+    that /proc/PID/net/tcp lists as connected to that remote port. Counted by inode, because the
+    kernel writes that table a page at a time and, while sockets come and go, may list one twice."""
     inodes = set()
     for fd in (_PROC / str(pid) / "fd").iterdir():
         try:
@@ -151,14 +152,14 @@ def sockets_to(pid: int, port: int) -> int:
             continue  # closed meanwhile
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    count = 0
+    connected = set()
     for table in ("tcp", "tcp6"):
-        lines = (_PROC / str(pid) / "net" / table).read_text().splitlines()[1:]
-        for line in lines:
+        for line in (_PROC / str(pid) / "net" / table).read_text().splitlines()[1:]:
             fields = line.split()
             remote_port = int(fields[2].rpartition(":")[2], 16)
-            count += remote_port == port and fields[3] == _ESTABLISHED and fields[9] in inodes
-    return count
+            if remote_port == port and fields[3] == _ESTABLISHED and fields[9] in inodes:
+                connected.add(fields[9])
+    return len(connected)
 
 
 class Users:
