@@ -152,7 +152,7 @@ def next_call(kind: Kind, rng: random.Random, catalog: Catalog) -> Call:
 # ---------------------------------------------------------------- one call on the wire
 
 
-def request_headers(tool: str) -> dict[str, str]:
+def request_headers(tool: str, token: str = AUTH_TOKEN) -> dict[str, str]:
     """The headers `mcp.Client` (mcp 2.3, auto mode) sends with a tools/call, plus the bearer token."""
     return {
         "Accept": "application/json, text/event-stream",
@@ -160,7 +160,7 @@ def request_headers(tool: str) -> dict[str, str]:
         "MCP-Protocol-Version": PROTOCOL_VERSION,
         "Mcp-Method": "tools/call",
         "Mcp-Name": tool,
-        "Authorization": f"Bearer {AUTH_TOKEN}",
+        "Authorization": f"Bearer {token}",
     }
 
 
@@ -213,9 +213,17 @@ def _kind(text: str) -> str:
 
 async def call_tool(http: httpx2.AsyncClient, url: str, call: Call, request_id: int) -> str | None:
     """Send one tools/call; None when it worked, else the kind of failure, short enough to count by."""
+    answer = await send(http, url, call, request_id)
+    return answer if isinstance(answer, str) else None
+
+
+async def send(
+    http: httpx2.AsyncClient, url: str, call: Call, request_id: int, token: str = AUTH_TOKEN
+) -> Json | str:
+    """Send one tools/call with `token`; the tool's result when it worked, else the kind of failure."""
     try:
         response = await http.post(
-            url, content=request_body(call, request_id), headers=request_headers(call.tool)
+            url, content=request_body(call, request_id), headers=request_headers(call.tool, token)
         )
     except httpx2.HTTPError as error:
         return f"transport: {type(error).__name__}"
@@ -235,7 +243,7 @@ async def call_tool(http: httpx2.AsyncClient, url: str, call: Call, request_id: 
         return f"isError {call.tool}: {_kind(' '.join(texts))}"
     if result.get("resultType", "complete") != "complete":
         return f"resultType {result['resultType']}"
-    return None
+    return result
 
 
 # ---------------------------------------------------------------- the load generator
@@ -380,13 +388,15 @@ def app_command(kind: Kind, workers: int) -> list[str]:
     ]
 
 
-def app_env(base_url: str) -> dict[str, str]:
-    """This process's environment without any CENSUS_ setting of the shell, plus the benchmark's own."""
+def app_env(base_url: str, **settings: str) -> dict[str, str]:
+    """This process's environment without any CENSUS_ setting of the shell, plus the benchmark's own:
+    the shared token mode, unless `settings` (environment variables; "" unsets one) say otherwise."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("CENSUS_")}
     return env | {
         "CENSUS_API_TOKEN": SANDBOX_TOKEN,
         "CENSUS_API_BASE_URL": base_url,
         "CENSUS_MCP_AUTH_TOKEN": AUTH_TOKEN,
+        **settings,
     }
 
 
@@ -401,13 +411,14 @@ def _ready(log: Sequence[str], workers: int) -> tuple[str, tuple[int, ...]] | No
 
 
 @contextmanager
-def serve(kind: Kind, base_url: str, workers: int) -> Iterator[Served]:
-    """Serve A or C under uvicorn with `workers` processes until the block ends; ready means every
-    worker finished its startup and /healthz answers. Port 0: the parent binds a free port and logs it.
+def serve(kind: Kind, env: Mapping[str, str], workers: int) -> Iterator[Served]:
+    """Serve A or C under uvicorn with `workers` processes and environment `env` (see app_env) until
+    the block ends; ready means every worker finished its startup and /healthz answers. Port 0: the
+    parent binds a free port and logs it. With one worker, uvicorn serves in the process it starts.
     """
     process = subprocess.Popen(
         app_command(kind, workers),
-        env=app_env(base_url),
+        env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -714,7 +725,7 @@ def measure(options: Options) -> dict[Kind, Outcome]:
         catalog = Catalog.of(sandbox.sources)
         kinds: tuple[Kind, ...] = ("A", "C")
         for kind in kinds:
-            with serve(kind, sandbox.base_url, options.workers) as served:
+            with serve(kind, app_env(sandbox.base_url), options.workers) as served:
                 outcomes[kind] = load(served, kind, catalog, options, lambda: len(sandbox.requests()))
     return outcomes
 

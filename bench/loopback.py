@@ -46,7 +46,7 @@ class LoopbackSandbox:
 def serve_sandbox(config: SandboxConfig) -> Iterator[LoopbackSandbox]:
     """Serve a fresh sandbox at a free loopback port until the block ends."""
     command = [sys.executable, "-m", "census_mcp.sandbox", "--port", "0", "--size", str(config.size)]
-    command += ["--latency", str(config.latency_seconds)]
+    command += ["--latency", str(config.latency_seconds), *(["--any-token"] if config.any_token else [])]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

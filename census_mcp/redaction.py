@@ -47,12 +47,23 @@ def _normalize(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", key.lower())
 
 
-@functools.lru_cache(maxsize=4096)
+# Field names are short; a longer key (from a caller's credentials, say) is judged afresh each time,
+# so that the cache's size is bounded as well as its count.
+_CACHED_KEY_CHARS = 64
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a field of this name holds a secret, e.g. `password` or `privateKeyPassphrase`."""
+    return _is_secret_key_cached(key) if len(key) <= _CACHED_KEY_CHARS else _is_secret_key(key)
+
+
+def _is_secret_key(key: str) -> bool:
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
     normalized = _normalize(spaced)
     return normalized.endswith("_key") or any(fragment in normalized for fragment in _SECRET_FRAGMENTS)
+
+
+_is_secret_key_cached = functools.lru_cache(maxsize=4096)(_is_secret_key)
 
 
 def mask_secrets(value: Any) -> Any:

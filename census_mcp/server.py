@@ -242,7 +242,11 @@ def build_server(
     OAuth access tokens, with --auth oauth over HTTP."""
     transport, token = _census_access(settings, transport)
     # One cache per server, shared by every client the lifespan makes.
-    cache = ListCache(ttl_seconds=settings.cache_seconds)
+    cache = ListCache(
+        ttl_seconds=settings.cache_seconds,
+        max_entries=settings.cache_max_entries,
+        max_bytes=int(settings.cache_max_mb * 2**20),
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -296,6 +300,7 @@ def _client(
         api=API_VERSIONS[settings.api_version],
         timeout_seconds=settings.timeout_seconds,
         page_concurrency=settings.page_concurrency,
+        max_connections=settings.census_connections,
         cache=cache,
         retry=retry
         or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),

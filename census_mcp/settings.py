@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from census_mcp.census.api import API_VERSIONS, V1_RETIREMENT, VersionName, default_version
+from census_mcp.census.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
+from census_mcp.census.client import DEFAULT_MAX_CONNECTIONS
 
 SANDBOX_ORIGIN = "http://census-sandbox.invalid"
 SANDBOX_STATE_OFF = "off"
@@ -184,6 +186,30 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds a list read from Census is reused for paging and filtering; 0 disables.",
         parse=_non_negative_float,
         default=30.0,
+    ),
+    Option(
+        "cache_max_entries",
+        "--cache-max-entries",
+        "CENSUS_MCP_CACHE_MAX_ENTRIES",
+        "Most lists the cache keeps, over all users and searches; the least recently used go first.",
+        parse=_positive_int,
+        default=DEFAULT_MAX_ENTRIES,
+    ),
+    Option(
+        "cache_max_mb",
+        "--cache-max-mb",
+        "CENSUS_MCP_CACHE_MAX_MB",
+        "About how many megabytes of parsed lists the cache keeps (estimated from the response bytes).",
+        parse=_positive_float,
+        default=DEFAULT_MAX_BYTES // 2**20,
+    ),
+    Option(
+        "census_connections",
+        "--census-connections",
+        "CENSUS_MCP_CENSUS_CONNECTIONS",
+        "Most sockets open to Census at once, shared by every call and user; more requests wait their turn.",
+        parse=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
     ),
     Option(
         "max_result_bytes",
@@ -405,6 +431,9 @@ class Settings:
     timeout_seconds: float = 30.0
     page_concurrency: int = 8
     cache_seconds: float = 30.0
+    cache_max_entries: int = DEFAULT_MAX_ENTRIES
+    cache_max_mb: float = DEFAULT_MAX_BYTES // 2**20
+    census_connections: int = DEFAULT_MAX_CONNECTIONS
     max_result_bytes: int = 24 * 1024
     max_attempts: int = 6
     deadline_seconds: float = 55.0

@@ -35,7 +35,7 @@ MIN_WORKER_CPU_SECONDS = 0.05
 def test_two_workers_answer_mixed_concurrent_calls_without_a_failure() -> None:
     with (
         serve_sandbox(SandboxConfig(size=load.SIZE)) as sandbox,
-        load.serve("A", sandbox.base_url, workers=2) as served,
+        load.serve("A", load.app_env(sandbox.base_url), workers=2) as served,
     ):
         plan = load.Plan(
             url=served.mcp_url,

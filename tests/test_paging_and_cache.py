@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,14 @@ from tests.conftest import Sandbox, running_sandbox
 from tests.helpers import call_ok, wire_bytes
 
 pytestmark = pytest.mark.anyio
+
+
+@dataclass(frozen=True)
+class Value:
+    """A cached value as the cache sees one: something with a size."""
+
+    number: int
+    size_bytes: int = 0
 
 
 def _list_reads(sandbox: Sandbox) -> list[RequestRecord]:
@@ -160,18 +169,18 @@ async def test_entries_expire_after_the_window() -> None:
     cache = ListCache(ttl_seconds=30, clock=lambda: now[0])
     reads = []
 
-    async def fetch() -> int:
+    async def fetch() -> Value:
         reads.append(now[0])
-        return len(reads)
+        return Value(len(reads))
 
     key = ("https://census.test/api/v1", "digest", "sources")
-    assert (await cache.get(key, fetch)).value == 1
+    assert (await cache.get(key, fetch)).value.number == 1
     now[0] += 29
     assert (await cache.get(key, fetch)).from_cache
     now[0] += 2
-    assert (await cache.get(key, fetch)).value == 2
+    assert (await cache.get(key, fetch)).value.number == 2
     cache.clear("https://census.test/api/v1")
-    assert (await cache.get(key, fetch)).value == 3
+    assert (await cache.get(key, fetch)).value.number == 3
 
 
 async def test_a_token_never_reaches_the_cache_key(api_version: str) -> None:
@@ -201,17 +210,17 @@ async def test_concurrent_misses_share_one_fetch_and_hits_do_not_queue() -> None
     fetches = 0
     release = anyio.Event()
 
-    async def slow_fetch() -> int:
+    async def slow_fetch() -> Value:
         nonlocal fetches
         fetches += 1
         await release.wait()
-        return fetches
+        return Value(fetches)
 
     key = ("https://census.test/api/v1", "digest", "sources")
     results: list[int] = []
 
     async def read() -> None:
-        results.append((await cache.get(key, slow_fetch)).value)
+        results.append((await cache.get(key, slow_fetch)).value.number)
 
     async with anyio.create_task_group() as group:
         for _ in range(5):

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -51,6 +52,7 @@ from census_mcp.redaction import scrub, secret_values
 from census_mcp.untrusted import quote
 
 MAX_PER_PAGE = 100
+DEFAULT_MAX_CONNECTIONS = 64
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ class CensusClient:
     reach (v2). `api` says which version it speaks; the methods are the same on both.
 
     `transport` lets the built-in sandbox be served in-process (ASGI) and tests
-    inject a fake; by default it is real HTTP.
+    inject a fake; by default it is real HTTP, over at most `max_connections` sockets (kept alive
+    between calls), however many users and lists share the client.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class CensusClient:
         api: ApiVersion = V1,
         timeout_seconds: float = 30.0,
         page_concurrency: int = 8,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         cache: ListCache | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -90,7 +94,11 @@ class CensusClient:
             headers={"Accept": "application/json"},
             timeout=timeout_seconds,
             transport=transport,
+            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
+            # Bearer tokens need no cookies: one Census sets for a user must not ride along with the
+            # next user's requests in passthrough, nor pile up in a shared client. None is kept.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     def __repr__(self) -> str:
@@ -196,10 +204,9 @@ class CensusClient:
 
         async def fetch() -> Listing[_M]:
             try:
-                rows, total = await self._list_all(route, path, params, model)
+                return await self._list_all(route, path, params, model)
             except CensusNotFoundError as exc:
                 raise await self._missing_route_or(exc, operation, ids) from None
-            return Listing(rows, total)
 
         key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
         return await self._cache.get(key, fetch, refresh=refresh)
@@ -245,7 +252,7 @@ class CensusClient:
 
     async def _list_all(
         self, route: Route, path: str, params: Mapping[str, str | int], model: type[_M]
-    ) -> tuple[list[_M], int]:
+    ) -> Listing[_M]:
         """Every row of a paginated list, in API order.
 
         Page 2 is read alongside page 1, before last_page is known, so that a list of many
@@ -253,12 +260,13 @@ class CensusClient:
         """
         limiter = anyio.Semaphore(self._page_concurrency)
         pages: dict[int, Page[_M]] = {}
+        page_bytes: dict[int, int] = {}
         failures: dict[int, CensusError] = {}
 
         async def fetch(number: int, scope: anyio.CancelScope) -> None:
             try:
                 async with limiter:
-                    pages[number] = await self._page(route, path, params, number, model)
+                    pages[number], page_bytes[number] = await self._page(route, path, params, number, model)
             except CensusError as exc:
                 failures[number] = exc
                 if number != 2:  # page 2 is speculative until page 1 says it exists
@@ -279,21 +287,24 @@ class CensusClient:
             if number in failures:
                 raise failures[number]
         rows = [row for number in needed for row in pages[number].data]
-        return rows, pages[1].pagination.total_records
+        json_bytes = sum(page_bytes[number] for number in needed)
+        return Listing(rows, pages[1].pagination.total_records, json_bytes)
 
     async def _page(
         self, route: Route, path: str, params: Mapping[str, str | int], number: int, model: type[_M]
-    ) -> Page[_M]:
+    ) -> tuple[Page[_M], int]:
+        """One page, and its size in bytes (what its rows will weigh in the list cache)."""
         page_params = {**params, "page": number, "per_page": MAX_PER_PAGE}
         where = self._where(route.method, path)
 
-        def parse(response: httpx2.Response) -> Page[_M]:
+        def parse(response: httpx2.Response) -> tuple[Page[_M], int]:
             # Straight from the bytes: lists are where the parsing time goes.
             try:
-                return Page[model].model_validate_json(response.content)  # type: ignore[valid-type]
+                page = Page[model].model_validate_json(response.content)  # type: ignore[valid-type]
             except ValidationError:
                 # Parsed again only to say precisely what was wrong.
-                return self._parse(Page[model], _json_body(response, where))  # type: ignore[valid-type]
+                page = self._parse(Page[model], _json_body(response, where))  # type: ignore[valid-type]
+            return page, len(response.content)
 
         return await self._send(route, path, parse, params=page_params)
 

@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind. Default: 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8080, help="Port; 0 picks a free one. Default: 8080.")
     parser.add_argument("--size", type=int, default=60, help="Sources to seed. Default: 60.")
+    parser.add_argument(
+        "--any-token", action="store_true", help="Accept every bearer token (a soak's many users)."
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds added to every request.")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="Share of API requests that fail.")
     parser.add_argument(
@@ -47,6 +50,7 @@ def main() -> None:
         faults = FaultConfig(rate=args.fault_rate, kinds=tuple(args.fault_kinds.split(",")))
         config = SandboxConfig(
             size=args.size,
+            any_token=args.any_token,
             latency_seconds=args.latency,
             faults=faults,
             missing_v2=tuple(name for name in args.missing_v2.split(",") if name),

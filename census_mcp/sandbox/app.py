@@ -48,6 +48,8 @@ from census_mcp.sandbox.versions import (
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 25, 100
 FIRST_REFRESH_KEY = 1647978948
 _STATE_FORMAT = 1
+# The newest refresh jobs kept; older keys answer not found, as a long-gone job would.
+MAX_REFRESH_JOBS = 1000
 _LIST_FIELDS = (
     "id",
     "name",
@@ -83,6 +85,8 @@ class SandboxConfig:
     pats: tuple[str, ...] = (SANDBOX_PAT,)
     """Personal access tokens /api/v2 accepts."""
     forbidden_tokens: tuple[str, ...] = ()
+    any_token: bool = False
+    """Accept every bearer token but the forbidden ones, in both versions: a soak's thousands of users."""
     latency_seconds: float = 0.0
     refresh_seconds: float = 1.0
     create_returns_full: bool = False
@@ -280,7 +284,8 @@ class _SandboxMiddleware:
         token = token.strip() if scheme.lower() == "bearer" else ""
         if token in self.config.forbidden_tokens:
             return ApiError(403, {"status": "error", "message": _FORBIDDEN_MESSAGE})
-        if token not in (self.config.pats if version is V2 else self.config.tokens):
+        accepted = self.config.pats if version is V2 else self.config.tokens
+        if not token or (token not in accepted and not self.config.any_token):
             return ApiError(401, {"status": 401})
         return None
 
@@ -535,7 +540,10 @@ class _Endpoints:
         source = self._source(request)
         key = self.workspace.next_refresh_key
         self.workspace.next_refresh_key += 1
-        self.workspace.refresh_jobs[key] = RefreshJob(source["id"], time.time())
+        jobs = self.workspace.refresh_jobs
+        jobs[key] = RefreshJob(source["id"], time.time())
+        if len(jobs) > MAX_REFRESH_JOBS:
+            del jobs[next(iter(jobs))]  # the oldest: keys grow, and a dict keeps their order
         return JSONResponse({"refresh_key": key})
 
     async def refresh_status(self, request: Request) -> Response:

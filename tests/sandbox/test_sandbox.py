@@ -12,6 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig, Workspace, create_sandbox_app
+from census_mcp.sandbox.app import MAX_REFRESH_JOBS
 from census_mcp.sandbox.seed import SECRET_MARKER, build_workspace
 
 AUTH = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
@@ -409,3 +410,36 @@ async def test_request_log_records_every_request_and_overlap() -> None:
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://sandbox") as anon:
         await anon.get("/api/v1/sources")
     assert len(records) == 4
+
+
+@pytest.mark.anyio
+async def test_only_the_newest_refresh_jobs_are_kept() -> None:
+    app = create_sandbox_app(SandboxConfig(refresh_seconds=0))
+    async with _client(app) as client:
+        keys = [
+            (await client.post("/sources/2/refresh_tables")).json()["refresh_key"]
+            for _ in range(MAX_REFRESH_JOBS + 5)
+        ]
+        status_path = "/sources/2/refresh_tables_status"
+        oldest = await client.get(status_path, params={"refresh_key": keys[4]})
+        kept = await client.get(status_path, params={"refresh_key": keys[5]})
+    assert oldest.json() == {"status": "not_found"}
+    assert kept.json() == {"status": "completed"}
+    assert sorted(_workspace(app).refresh_jobs) == keys[5:]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_any_token_mode_accepts_every_token_but_the_forbidden(version: str) -> None:
+    app = create_sandbox_app(SandboxConfig(any_token=True, forbidden_tokens=("user-refused",)))
+
+    async def status(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url=f"http://sandbox/api/{version}", headers=headers
+        ) as client:
+            return (await client.get("/sources/1")).status_code
+
+    assert [await status(f"user-{number}") for number in range(3)] == [200] * 3
+    assert await status("user-refused") == 403
+    assert await status("") == 401
