@@ -29,7 +29,9 @@ import os
 import platform
 import random
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,10 +48,12 @@ from typing import Any, Literal
 import httpx2
 from loopback import serve_sandbox
 
-from census_mcp.sandbox import SANDBOX_TOKEN, SandboxConfig
+from census_mcp.sandbox import SANDBOX_TOKEN, RequestRecord, SandboxConfig
 from census_mcp.sandbox.source_types import SOURCE_TYPES
 
-Kind = Literal["A", "C"]
+# A: census-mcp, each worker with its own list cache; R: the same with the cache shared in Redis;
+# C: the no-op floor.
+Kind = Literal["A", "R", "C"]
 Json = dict[str, Any]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -377,9 +381,10 @@ class Served:
 
 
 def app_command(kind: Kind, workers: int) -> list[str]:
-    """How to serve A or C with this interpreter: uvicorn's --factory, a free port, access log off."""
+    """How to serve A, R or C with this interpreter: uvicorn's --factory, a free port, access log off."""
     app = {
         "A": ["census_mcp.asgi:create_app"],
+        "R": ["census_mcp.asgi:create_app"],
         "C": ["load_noop_app:create_app", "--app-dir", str(BENCH_DIR)],
     }
     return [
@@ -563,6 +568,9 @@ class Outcome:
     worker_cpu_ms_per_call: float | None
     """The workers' CPU time in the window over its calls: what a call costs, whatever the load."""
     census_requests: int | None
+    workspace_reads: int | None
+    """How many times the workspace's sources were read whole (each read asks for page 1 once):
+    what a shared cache saves, since every worker would otherwise read them in each window."""
     latencies_ms: dict[str, list[float]]
     """Per tool, every call's latency in the window."""
     server_log: list[str]
@@ -601,11 +609,15 @@ def make_plans(url: str, kind: Kind, catalog: Catalog, options: Options) -> list
 
 
 def load(
-    served: Served, kind: Kind, catalog: Catalog, options: Options, census: Callable[[], int]
+    served: Served,
+    kind: Kind,
+    catalog: Catalog,
+    options: Options,
+    census: Callable[[], list[RequestRecord]],
 ) -> Outcome:
     """Put one server under the load of `options`, and gather its figures; `census` counts the
     requests the sandbox has served, to tell how much of A's work reached Census."""
-    census_before = census() if kind == "A" else None
+    census_before = len(census()) if kind != "C" else None
     pids: dict[str, int | None] = {f"worker {pid}": pid for pid in served.workers}
     tally, cpu = run_generators(
         make_plans(served.mcp_url, kind, catalog, options), pids | {"sandbox": sandbox_pid()}
@@ -626,7 +638,8 @@ def load(
         worker_pids=served.workers,
         cores=cpu.cores(),
         worker_cpu_ms_per_call=cpu_per_call,
-        census_requests=None if census_before is None else census() - census_before,
+        census_requests=None if census_before is None else len(census()) - census_before,
+        workspace_reads=None if census_before is None else _workspace_reads(census()[census_before:]),
         latencies_ms=tally.latencies_ms,
         server_log=server_log(served.log) if tally.failures else [],
     )
@@ -657,6 +670,10 @@ def _others(outcome: Outcome) -> str:
     return f"{max(0.0, box - sum(value for value in listed if value is not None)):.2f}"
 
 
+def _workspace_reads(requests: Sequence[RequestRecord]) -> int:
+    return sum(1 for r in requests if r.path.endswith("/sources") and "page=1&" in f"{r.query}&")
+
+
 def _census_per_call(outcome: Outcome) -> str:
     """Census requests per call, warm-up included on both sides; "-" for C, which makes none."""
     if outcome.census_requests is None:
@@ -680,12 +697,13 @@ TABLE: tuple[tuple[str, Callable[[Outcome], str]], ...] = (
     ("cores used: anything else", _others),
     ("cores used: whole box", lambda o: _cores(o, "box")),
     ("Census requests per call", _census_per_call),
+    ("reads of all sources", lambda o: "-" if o.workspace_reads is None else f"{o.workspace_reads:,}"),
 )
 
 
 def render(outcomes: Mapping[Kind, Outcome]) -> str:
     """The side-by-side table: a row per figure, a column per server."""
-    names = {"A": "A census-mcp", "C": "C no-op"}
+    names = {"A": "A census-mcp", "R": "R + Redis cache", "C": "C no-op"}
     rows = [("figure", *(names[kind] for kind in outcomes))]
     rows += [(label, *(value(outcome) for outcome in outcomes.values())) for label, value in TABLE]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -719,15 +737,56 @@ def notes(outcomes: Mapping[Kind, Outcome], options: Options) -> list[str]:
 
 
 def measure(options: Options) -> dict[Kind, Outcome]:
-    """A, then C, each in its own uvicorn, against one sandbox process at 0 ms latency."""
+    """A, then R (when redis-server is installed), then C, each in its own uvicorn, against one
+    sandbox process at 0 ms latency."""
     outcomes: dict[Kind, Outcome] = {}
-    with serve_sandbox(SandboxConfig(size=SIZE, latency_seconds=0)) as sandbox:
+    with serve_sandbox(SandboxConfig(size=SIZE, latency_seconds=0)) as sandbox, serve_redis() as redis_url:
         catalog = Catalog.of(sandbox.sources)
-        kinds: tuple[Kind, ...] = ("A", "C")
-        for kind in kinds:
-            with serve(kind, app_env(sandbox.base_url), options.workers) as served:
-                outcomes[kind] = load(served, kind, catalog, options, lambda: len(sandbox.requests()))
+        settings: dict[Kind, dict[str, str]] = {"A": {}, "C": {}}
+        if redis_url is not None:
+            settings["R"] = {"CENSUS_MCP_CACHE_URL": redis_url}
+        for kind in ("A", "R", "C"):
+            if kind in settings:
+                with serve(kind, app_env(sandbox.base_url, **settings[kind]), options.workers) as served:
+                    outcomes[kind] = load(served, kind, catalog, options, sandbox.requests)
     return outcomes
+
+
+@contextmanager
+def serve_redis() -> Iterator[str | None]:
+    """A redis-server of its own on a free loopback port, keeping nothing on disk; None (and R is
+    left out) when none is installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print(
+            "redis-server is not installed (apt-get install -y redis-server): R is left out.", file=sys.stderr
+        )
+        yield None
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not _answers(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -746,8 +805,9 @@ def main() -> int:
     started = time.perf_counter()
     outcomes = measure(options)
     print(render(outcomes), "", *notes(outcomes, options), sep="\n")
-    passed = outcomes["A"].failed == 0
-    print(f"no failures for A: {'PASS' if passed else 'FAIL'} ({outcomes['A'].failed:,} failed calls)")
+    failed = sum(outcomes[kind].failed for kind in ("A", "R") if kind in outcomes)
+    passed = failed == 0
+    print(f"no failures for census-mcp: {'PASS' if passed else 'FAIL'} ({failed:,} failed calls)")
     print(f"total bench time {time.perf_counter() - started:.0f} s")
     if args.json:
         document = {

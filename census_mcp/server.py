@@ -28,7 +28,7 @@ from census_mcp import __version__
 from census_mcp.app import SourcesApp, sources_app
 from census_mcp.auth.audit import AuditTrail, Outcome, outcome_of_failure, principal_of
 from census_mcp.census.api import API_VERSIONS
-from census_mcp.census.cache import ListCache
+from census_mcp.census.cache import ListCache, ListStore
 from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import CensusError
 from census_mcp.census.retry import RetryPolicy, deadline
@@ -242,11 +242,7 @@ def build_server(
     OAuth access tokens, with --auth oauth over HTTP."""
     transport, token = _census_access(settings, transport)
     # One cache per server, shared by every client the lifespan makes.
-    cache = ListCache(
-        ttl_seconds=settings.cache_seconds,
-        max_entries=settings.cache_max_entries,
-        max_bytes=int(settings.cache_max_mb * 2**20),
-    )
+    cache = list_cache(settings)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -281,6 +277,21 @@ def build_server(
     )
 
 
+def list_cache(settings: Settings) -> ListStore:
+    """The process's own bounded cache, or, with --cache-url, one shared by every worker through
+    Redis that falls back on it (imported only then: redis is an optional dependency)."""
+    local = ListCache(
+        ttl_seconds=settings.cache_seconds,
+        max_entries=settings.cache_max_entries,
+        max_bytes=int(settings.cache_max_mb * 2**20),
+    )
+    if settings.cache_url is None:
+        return local
+    from census_mcp.census.shared_cache import SharedListCache
+
+    return SharedListCache(settings.cache_url, settings.cache_seconds, local=local)
+
+
 def census_client(settings: Settings) -> CensusClient:
     """A Census client as the server would make one for these settings, without a cache (doctor)."""
     transport, token = _census_access(settings, None)
@@ -292,7 +303,7 @@ def _client(
     token: str,
     transport: httpx2.AsyncBaseTransport | None,
     retry: RetryPolicy | None,
-    cache: ListCache,
+    cache: ListStore,
 ) -> CensusClient:
     return CensusClient(
         settings.api_base_url,

@@ -196,6 +196,13 @@ OPTIONS: tuple[Option, ...] = (
         default=DEFAULT_MAX_ENTRIES,
     ),
     Option(
+        "cache_url",
+        "--cache-url",
+        "CENSUS_MCP_CACHE_URL",
+        "redis://HOST:PORT/DB: the list cache shared by every worker and host (pip install "
+        "'census-mcp[redis]'); without it, each process keeps its own.",
+    ),
+    Option(
         "cache_max_mb",
         "--cache-max-mb",
         "CENSUS_MCP_CACHE_MAX_MB",
@@ -433,6 +440,7 @@ class Settings:
     cache_seconds: float = 30.0
     cache_max_entries: int = DEFAULT_MAX_ENTRIES
     cache_max_mb: float = DEFAULT_MAX_BYTES // 2**20
+    cache_url: str | None = None
     census_connections: int = DEFAULT_MAX_CONNECTIONS
     max_result_bytes: int = 24 * 1024
     max_attempts: int = 6

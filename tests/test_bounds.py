@@ -123,7 +123,7 @@ async def test_a_fetch_begun_before_a_write_is_not_stored_after_it() -> None:
     async with anyio.create_task_group() as group:
         group.start_soon(cache.get, key("stale"), slow_fetch)
         await anyio.sleep(0.05)
-        cache.clear(WORKSPACE)
+        await cache.clear(WORKSPACE)
         release.set()
     assert leftovers(cache) == 0
     assert not cache._entries

@@ -13,6 +13,7 @@ a fetch lives only while someone fetches or waits, so nothing here outlives its 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -22,6 +23,9 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
+from pydantic import BaseModel, TypeAdapter
+
+from census_mcp.census.models import Listing
 
 CacheKey = tuple[str, str, str]
 DEFAULT_MAX_ENTRIES = 256
@@ -37,6 +41,7 @@ class Weighed(Protocol):
 
 T = TypeVar("T")
 V = TypeVar("V", bound=Weighed)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,50 @@ class Fetched(Generic[T]):
     value: T
     fetched_at: datetime
     from_cache: bool
+
+
+class ListingCodec(Generic[_M]):
+    """A fetched list of rows as JSON and back, validated as its model on the way back in: how a
+    list travels to a cache shared between processes."""
+
+    def __init__(self, model: type[_M]) -> None:
+        self._rows: TypeAdapter[list[_M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
+
+    def encode(self, fetched: Fetched[Listing[_M]]) -> bytes:
+        listing = fetched.value
+        at = fetched.fetched_at.timestamp()
+        head = {"total": listing.total, "json_bytes": listing.json_bytes, "at": at}
+        return _HEAD.dump_json(head) + b"\n" + self._rows.dump_json(listing.items)
+
+    def decode(self, raw: bytes) -> Fetched[Listing[_M]]:
+        head, _, rows = raw.partition(b"\n")
+        meta = _HEAD.validate_json(head)
+        listing = Listing(self._rows.validate_json(rows), int(meta["total"]), int(meta["json_bytes"]))
+        return Fetched(listing, datetime.fromtimestamp(meta["at"], UTC), from_cache=True)
+
+
+_HEAD: TypeAdapter[dict[str, float]] = TypeAdapter(dict[str, float])
+
+
+@functools.lru_cache(maxsize=16)
+def codec_for(model: type[_M]) -> ListingCodec[_M]:
+    """One codec per model: building its validator takes far longer than using it."""
+    return ListingCodec(model)
+
+
+class ListStore(Protocol):
+    """What the Census client needs of a list cache: ListCache in process, SharedListCache in Redis."""
+
+    async def get(
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[Listing[_M]]],
+        *,
+        refresh: bool = False,
+        codec: ListingCodec[_M] | None = None,
+    ) -> Fetched[Listing[_M]]: ...
+
+    async def clear(self, workspace: str) -> None: ...
 
 
 def token_digest(token: str) -> str:
@@ -95,9 +144,15 @@ class ListCache:
         )
 
     async def get(
-        self, key: CacheKey, fetch: Callable[[], Awaitable[V]], *, refresh: bool = False
+        self,
+        key: CacheKey,
+        fetch: Callable[[], Awaitable[V]],
+        *,
+        refresh: bool = False,
+        codec: ListingCodec[Any] | None = None,
     ) -> Fetched[V]:
-        """The cached value for `key` while fresh, else a new fetch (one at a time per key)."""
+        """The cached value for `key` while fresh, else a new fetch (one at a time per key). Values
+        stay objects in process; `codec` is for a shared cache, which stores them as JSON."""
         if self.ttl_seconds <= 0:
             return Fetched(await fetch(), datetime.now(UTC), from_cache=False)
         # A fresh entry is served without queueing behind a fetch of the same key.
@@ -158,7 +213,7 @@ class ListCache:
         if entry is not None:
             self._bytes -= entry.size_bytes
 
-    def clear(self, workspace: str) -> None:
+    async def clear(self, workspace: str) -> None:
         """Forget every list of this workspace (base URL), whatever the token: a write changed it."""
         for key in [key for key in self._entries if key[0] == workspace]:
             self._drop(key)

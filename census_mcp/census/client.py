@@ -22,7 +22,7 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from census_mcp.census.api import RETIRED_ADVICE, V1, ApiVersion, Operation, Route
-from census_mcp.census.cache import Fetched, ListCache, token_digest
+from census_mcp.census.cache import Fetched, ListCache, ListStore, codec_for, token_digest
 from census_mcp.census.errors import (
     CensusAuthError,
     CensusConflictError,
@@ -77,7 +77,7 @@ class CensusClient:
         timeout_seconds: float = 30.0,
         page_concurrency: int = 8,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        cache: ListCache | None = None,
+        cache: ListStore | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
@@ -87,7 +87,7 @@ class CensusClient:
         self._timeout_seconds = timeout_seconds
         self._page_concurrency = page_concurrency
         self._retry = retry if retry is not None else RetryPolicy()
-        self._cache = cache if cache is not None else ListCache(ttl_seconds=0)
+        self._cache: ListStore = cache if cache is not None else ListCache(ttl_seconds=0)
         self._owns_http = True
         self._http = httpx2.AsyncClient(
             base_url=self.base_url + "/",
@@ -209,14 +209,14 @@ class CensusClient:
                 raise await self._missing_route_or(exc, operation, ids) from None
 
         key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
-        return await self._cache.get(key, fetch, refresh=refresh)
+        return await self._cache.get(key, fetch, refresh=refresh, codec=codec_for(model))
 
     async def _write(self, operation: Operation, *, json: Mapping[str, Any] | None = None, **ids: Any) -> Any:
         """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""
         try:
             return await self._request(operation, json=json, **ids)
         finally:
-            self._cache.clear(self.base_url)
+            await self._cache.clear(self.base_url)
 
     async def _missing_route_or(
         self, not_found: CensusNotFoundError, operation: Operation, ids: Mapping[str, Any]
