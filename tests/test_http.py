@@ -75,6 +75,23 @@ async def test_requests_without_the_right_token_get_401_with_a_challenge(sandbox
     assert sandbox.workspace.requests == []
 
 
+async def test_a_token_that_is_only_close_to_the_right_one_is_refused(sandbox: Sandbox) -> None:
+    """A prefix or an extension of the shared token is a different token: guessing it piece by
+    piece, or padding it, must get nowhere."""
+    near_misses = [AUTH_TOKEN[:1], AUTH_TOKEN[:-1], AUTH_TOKEN + "0", AUTH_TOKEN * 2, AUTH_TOKEN.upper()]
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient() as http:
+            answers = {
+                token: await http.post(url, json=ping, headers={"Authorization": f"Bearer {token}"})
+                for token in [*near_misses, AUTH_TOKEN]
+            }
+    for token in near_misses:
+        assert answers[token].status_code == 401, f"{token!r} was let in"
+        assert answers[token].json()["error"] == "invalid_token"
+    assert answers[AUTH_TOKEN].status_code != 401
+
+
 async def test_passthrough_uses_each_callers_own_token_for_that_request_alone(api_version: str) -> None:
     """Each user's own workspace token on v1, their own personal access token on v2."""
     alice_token, mallory_token = PASSTHROUGH_TOKENS[api_version]
