@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from census_mcp.redaction import MASK, is_secret_key, mask_secrets, scrub, secret_values
+from census_mcp.sandbox.source_types import SOURCE_TYPES
+
+# Secret fields as warehouses and their connectors spell them, grouped by the one part of the
+# rule that catches each: were that part lost, its names would show unmasked.
+SECRET_SPELLINGS = [
+    # any name ending in _key
+    "account_key",
+    "accountKey",
+    "encryption_key",
+    "ssh_key",
+    # the fragments
+    "passphrase",
+    "ssh_passphrase",
+    "passwd",
+    "db_passwd",
+    "pwd",
+    "PWD",
+    "privatekey",
+    "keyfile",
+    "ssh_keyfile",
+    "apikey",
+    "APIKEY",
+    "credentials_json",
+    "signature",
+    "request_signature",
+]
 
 
 @pytest.mark.parametrize(
@@ -34,6 +62,28 @@ def test_secret_keys(key: str) -> None:
 )
 def test_plain_keys(key: str) -> None:
     assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", SECRET_SPELLINGS)
+def test_every_spelling_of_a_secret_is_masked_at_any_depth_and_scrubbed(key: str) -> None:
+    value = f"s3cret-under-{key}"
+    details = {"hostname": "db", key: value, "tunnel": {"hops": [{"host": "bastion", key: value}]}}
+    masked = mask_secrets(details)
+    assert value not in json.dumps(masked)
+    assert masked == {"hostname": "db", key: MASK, "tunnel": {"hops": [{"host": "bastion", key: MASK}]}}
+    assert scrub(f"Census refused {value} on db", secret_values(details)) == f"Census refused {MASK} on db"
+
+
+def test_every_password_field_of_the_sandbox_source_types_is_a_secret_key() -> None:
+    """The fields Census itself marks as passwords, as the sandbox serves them."""
+    password_fields = {
+        field["id"]
+        for source_type in SOURCE_TYPES.values()
+        for field in source_type["configuration_fields"]["fields"]
+        if field["is_password_type_field"]
+    }
+    assert password_fields >= {"password", "private_key_pkcs8", "service_account_key", "access_token"}
+    assert [field for field in sorted(password_fields) if not is_secret_key(field)] == []
 
 
 def test_mask_secrets_at_any_depth_keeps_flags_and_nulls() -> None:
