@@ -218,6 +218,25 @@ async def test_the_token_is_sent_as_given_yet_never_shown_in_errors(
         assert f"Refused Authorization: Bearer {MASK}" in text
 
 
+@pytest.mark.parametrize(
+    "numeric_secret",
+    [secrets.randbelow(10**12) + 10**11, (secrets.randbelow(10**9) + 10**8) / 1000],
+    ids=["integer", "float"],
+)
+async def test_a_numeric_secret_that_census_echoes_back_is_scrubbed(
+    echoing: tuple[EchoingCensus, str], numeric_secret: float
+) -> None:
+    """A PIN-like password or passphrase passed as a JSON number is as secret as a string one."""
+    fake, base_url = echoing
+    fake.status = 422
+    credentials = {**POSTGRES, "password": numeric_secret, "nested": {"ssh_passphrase": numeric_secret}}
+    async with Client(_server(base_url)) as client:
+        text = await call_error(client, "create_source", {"type": "postgres", "credentials": credentials})
+    assert "Refused Authorization" in text, "the fake's echo should be shown, with the secret cut"
+    assert str(numeric_secret) not in text
+    assert MASK in text
+
+
 async def test_a_connection_failure_does_not_show_the_token() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
