@@ -142,6 +142,33 @@ async def test_lookalikes_created_meanwhile_are_named_not_guessed(
     assert f"#{ours} " in text
 
 
+async def test_a_lost_create_never_claims_a_source_with_another_label(
+    faulty_sandbox: Sandbox, faulty_client: Client
+) -> None:
+    """Someone else's new source of the same type, in the same group, made a moment ago, is not ours
+    when its label differs: the create that never reached Census must not be reported as done."""
+    await call_ok(faulty_client, "list_sources")  # what the create will take as already there
+    theirs = max(faulty_sandbox.workspace.sources) + 100
+    faulty_sandbox.workspace.sources[theirs] = faulty_sandbox.workspace.sources[1] | {
+        "id": theirs,
+        "name": "Finance replica",
+        "label": "Finance replica",
+        "type": "postgres",
+        "created_at": iso(datetime.now(UTC)),
+        "group_id": GROUPS[0],
+    }
+    # Census fails before creating anything, and says so only with a 500.
+    faulty_sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("500",), methods=("POST",))
+    before = set(faulty_sandbox.workspace.sources)
+    text = await call_error(
+        faulty_client, "create_source", {"type": "postgres", "credentials": POSTGRES, "label": "Ours"}
+    )
+    assert set(faulty_sandbox.workspace.sources) == before
+    assert "unknown whether Census created it" in text
+    assert 'No new postgres source labelled "Ours" appears' in text
+    assert f"#{theirs}" not in text
+
+
 async def test_a_refresh_whose_answer_is_lost_says_it_is_harmless_to_repeat(
     faulty_sandbox: Sandbox, faulty_client: Client
 ) -> None:
