@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from census_mcp.census.cache import ListCache
 from census_mcp.sandbox.app import RequestRecord
@@ -119,6 +124,53 @@ async def test_every_write_clears_the_cache(
     assert data["total"] == len(sandbox.workspace.sources)
     if tool == "update_source":
         assert next(s for s in data["sources"] if s["id"] == 4)["label"] == "Renamed"
+
+
+@dataclass
+class HeldListAnswers:
+    """In front of the sandbox: a list read is answered from the workspace as it is when the read
+    arrives, but its answer is held back until `release`, so a write can land in between."""
+
+    read: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def held(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].endswith("/sources"):
+                await app(scope, receive, send)
+                return
+            answer: list[Message] = []
+
+            async def keep(message: Message) -> None:
+                answer.append(message)
+
+            await app(scope, receive, keep)
+            self.read.set()
+            for _ in range(1000):  # at most 10 s, so a test that fails never hangs the server
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            for message in answer:
+                await send(message)
+
+        return held
+
+
+async def test_a_list_read_racing_a_write_is_not_served_after_it(api_version: str) -> None:
+    """A list read that began before a rename, and answered after it, shows the old label once; the
+    next list must show the new label, not that stale read from the cache."""
+    held = HeldListAnswers()
+    with running_sandbox(api_version, wrap=held.wrap) as sandbox:
+        async with Client(build_server(sandbox.settings())) as client:
+            async with anyio.create_task_group() as group:
+                group.start_soon(call_ok, client, "list_sources", {"limit": 100})
+                assert await anyio.to_thread.run_sync(held.read.wait, 10)
+                await call_ok(client, "update_source", {"source_id": 4, "label": "Renamed meanwhile"})
+                held.release.set()
+            after = await call_ok(client, "list_sources", {"limit": 100})
+    assert after.structured_content is not None
+    (renamed,) = [source for source in after.structured_content["sources"] if source["id"] == 4]
+    assert renamed["label"] == "Renamed meanwhile"
 
 
 async def test_a_failed_write_clears_the_cache_too(client: Client, sandbox: Sandbox) -> None:
