@@ -7,9 +7,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 from mcp import Client
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from census_mcp.census.retry import RetryPolicy
 from census_mcp.sandbox import GROUPS, FaultConfig
@@ -17,7 +22,7 @@ from census_mcp.sandbox.faults import NO_FAULTS
 from census_mcp.sandbox.seed import iso
 from census_mcp.server import build_server, result_text
 from census_mcp.settings import Settings
-from tests.conftest import Sandbox, Scripted, running_sandbox
+from tests.conftest import Sandbox, Scripted, running_sandbox, serve_on_loopback
 from tests.helpers import call, call_error, call_ok
 
 pytestmark = pytest.mark.anyio
@@ -203,6 +208,31 @@ async def test_a_tool_call_never_hangs(scripted: tuple[Scripted, str]) -> None:
         took = time.monotonic() - started
     assert took < 5
     assert ("timed out" in text) or ("time for this call ran out" in text)
+
+
+async def _trickle(_: Request) -> Response:
+    """An answer that never ends: a byte every 0.1 s, each well within any read timeout (for 20 s at
+    most, so the fake stops by itself)."""
+
+    async def bytes_slowly() -> AsyncIterator[bytes]:
+        for _ in range(200):
+            yield b" "
+            await anyio.sleep(0.1)
+
+    return StreamingResponse(bytes_slowly(), media_type="application/json")
+
+
+async def test_a_census_answer_that_trickles_in_forever_is_cut_by_the_backstop() -> None:
+    """No per-request timeout fires while bytes keep coming, so the request itself ignores the
+    deadline: the hard stop behind it must end the call, soon after the deadline."""
+    app = Starlette(routes=[Route("/{path:path}", _trickle)])
+    with serve_on_loopback(app) as root:
+        base_url = f"{root}/api/v1"
+        settings = Settings(token=SecretStr("secret-token:x"), base_url=base_url, deadline_seconds=1.0)
+        async with Client(build_server(settings, retry=QUICK)) as client:
+            with anyio.fail_after(15):
+                text = await call_error(client, "get_source", {"source_id": 1})
+    assert "get_source did not finish within 1 s and was stopped" in text
 
 
 async def test_a_create_whose_read_back_fails_still_reports_the_new_id(
