@@ -38,6 +38,7 @@ from census_mcp.census.errors import (
     CensusUnknownOutcomeError,
 )
 from census_mcp.census.retry import RetryPolicy
+from census_mcp.logs import configure_logging
 from census_mcp.redaction import MASK, RedactingFilter
 from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.server import CensusMCPServer, build_server
@@ -378,3 +379,25 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert "Traceback" in written
     assert "RuntimeError: login with password=" in written
     assert MASK in written
+
+
+def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """Logging as the server sets it up: the Census token and the MCP auth token clients present are
+    cut out of any line that carries them, even as free text that names no key and no scheme."""
+    auth_token = _canary("mcp-auth")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token)))
+        logger = logging.getLogger("tests.secrets.configured")
+        logger.warning("a client sent %s as a tool name", auth_token)
+        logger.warning("upstream refused %s", TOKEN)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    written = capsys.readouterr().err
+    assert "a client sent" in written
+    assert "upstream refused" in written
+    assert auth_token not in written
+    assert TOKEN_CANARY not in written
+    assert written.count(MASK) == 2
