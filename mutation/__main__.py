@@ -57,12 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcomes = run(mutants, seconds_allowed=allowed.__getitem__, jobs=args.jobs, root=ROOT, done=done)
     print()
-    failed = report(outcomes, accepted, full=full, min_score=args.min_score)
+    failed = report(outcomes, accepted, listed_in=args.accepted, full=full, min_score=args.min_score)
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 
 
-def report(outcomes: Sequence[Outcome], accepted: dict[str, str], *, full: bool, min_score: float) -> bool:
+def report(
+    outcomes: Sequence[Outcome], accepted: dict[str, str], *, listed_in: str, full: bool, min_score: float
+) -> bool:
     """Prints the score per module and the survivors; True when the gate fails."""
     by_module: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
@@ -82,7 +84,7 @@ def report(outcomes: Sequence[Outcome], accepted: dict[str, str], *, full: bool,
     new = [outcome.mutant for outcome in outcomes if outcome.survived and outcome.mutant.key not in accepted]
     if new:
         failed = True
-        print("\nSurvivors not in mutation/accepted.txt (add a test that catches each, or list it with why):")
+        print(f"\nSurvivors not in {listed_in} (add a test that catches each, or list it with why):")
         for mutant in new:
             print(f"  {mutant.target.path}:{mutant.line}\n{mutant.key}\n    why: ")
     run_keys = {outcome.mutant.key for outcome in outcomes}
@@ -129,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-score", type=float, default=95.0, help="per module, on a full run")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--targets", default="mutation.targets:TARGETS", help=argparse.SUPPRESS)
-    parser.add_argument("--accepted", default=str(ROOT / "mutation" / "accepted.txt"), help=argparse.SUPPRESS)
+    parser.add_argument("--accepted", default="mutation/accepted.txt", help=argparse.SUPPRESS)
     return parser
 
 

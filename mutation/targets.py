@@ -12,6 +12,7 @@ from mutation.generate import Target
 _SECRETS = "tests/test_secrets.py"
 _RELIABILITY = "tests/test_reliability.py"
 _CACHE = "tests/test_paging_and_cache.py"
+_VERSIONS = "tests/test_api_versions.py"
 
 TARGETS = (
     Target(
@@ -84,7 +85,10 @@ TARGETS = (
     Target(
         "census_mcp/summaries/sources.py",
         only=("SourceFilter",),
-        tests=("tests/test_list_sources.py", "tests/test_api_versions.py"),
+        tests=(
+            "tests/test_list_sources.py",
+            f"{_VERSIONS}::test_sources_carry_their_group_and_list_sources_counts_and_filters_by_it",
+        ),
     ),
     Target(
         "census_mcp/summaries/text.py",
@@ -97,6 +101,17 @@ TARGETS = (
     ),
     Target(
         "census_mcp/census/api.py",
-        tests=("tests/test_api_versions.py",),
+        tests=(
+            f"{_VERSIONS}::test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin",
+            f"{_VERSIONS}::test_after_v1_retires_the_advice_no_longer_offers_it",
+            f"{_VERSIONS}::test_sources_carry_their_group_and_list_sources_counts_and_filters_by_it",
+            f"{_VERSIONS}::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
+            f"{_VERSIONS}::test_a_name_taken_in_the_group_is_a_conflict_on_v2",
+            f"{_VERSIONS}::test_an_operation_missing_on_v2_says_so_in_one_sentence_with_the_next_step",
+            f"{_VERSIONS}::test_a_missing_source_on_a_missing_v2_route_is_still_a_missing_source",
+            f"{_VERSIONS}::test_every_tool_says_v1_is_retired_and_how_to_switch",
+            f"{_VERSIONS}::test_a_rejected_token_of_the_other_kind_is_named",
+            f"{_VERSIONS}::test_the_sandbox_serves_one_workspace_in_both_versions",
+        ),
     ),
 )
