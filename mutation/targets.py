@@ -51,7 +51,6 @@ TARGETS = (
         "census_mcp/tools/sources.py",
         only=(
             "create_source",
-            "_group_to_create_in",
             "_existing_source_ids",
             "_CLOCK_SKEW",
             "_find_unconfirmed_create",
@@ -63,6 +62,8 @@ TARGETS = (
             f"{_RELIABILITY}::test_a_lost_create_is_never_credited_with_a_source_that_was_already_there",
             f"{_RELIABILITY}::test_lookalikes_created_meanwhile_are_named_not_guessed",
             f"{_RELIABILITY}::test_a_lost_create_never_claims_a_source_with_another_label",
+            f"{_RELIABILITY}::test_a_lost_create_claims_only_a_new_source_of_its_type_label_and_group",
+            f"{_RELIABILITY}::test_a_lost_create_that_cannot_be_looked_for_says_not_to_create_again",
             f"{_RELIABILITY}::test_a_create_whose_read_back_fails_still_reports_the_new_id",
             "tests/test_source_tools.py::test_create_source_returns_the_source_without_its_credentials",
             "tests/test_api_versions.py::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
@@ -103,6 +104,7 @@ TARGETS = (
     Target(
         "census_mcp/census/api.py",
         tests=(
+            f"{_VERSIONS}::test_the_version_mapping_matches_its_snapshot",
             f"{_VERSIONS}::test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin",
             f"{_VERSIONS}::test_after_v1_retires_the_advice_no_longer_offers_it",
             f"{_VERSIONS}::test_sources_carry_their_group_and_list_sources_counts_and_filters_by_it",
