@@ -88,6 +88,26 @@ async def test_type_and_name_filters_combine(client: Client, sandbox: Sandbox) -
     assert data["workspace_total"] == len(sources)
 
 
+async def test_name_contains_finds_a_source_by_its_label_alone(client: Client, sandbox: Sandbox) -> None:
+    sources = list(sandbox.workspace.sources.values())
+    target = next(s for s in sources if s["label"] and s["label"].casefold() not in s["name"].casefold())
+    needle = target["label"].upper()
+    result = await call_ok(client, "list_sources", {"name_contains": needle, "limit": 100})
+    assert result.structured_content is not None
+    assert target["id"] in {item["id"] for item in result.structured_content["sources"]}
+
+
+async def test_the_headline_names_every_filter_and_only_those(client: Client, sandbox: Sandbox) -> None:
+    group = f"group {sandbox.group_id}, " if sandbox.group_id else ""
+    filters = {"type": "snowflake", "name_contains": "prod", "test_status": "failed"}
+    if sandbox.group_id:
+        filters["group_id"] = sandbox.group_id
+    filtered = result_text(await call_ok(client, "list_sources", filters)).splitlines()[0]
+    everything = result_text(await call_ok(client, "list_sources")).splitlines()[0]
+    assert f'sources match (type=snowflake, {group}name contains "prod", last test failed). ' in filtered
+    assert f"{len(sandbox.workspace.sources)} sources match. Last test" in everything
+
+
 async def test_untested_and_unknown_type(client: Client, sandbox: Sandbox) -> None:
     untested = await call_ok(client, "list_sources", {"test_status": "untested", "limit": 100})
     assert untested.structured_content is not None
