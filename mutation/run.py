@@ -31,9 +31,6 @@ from mutation.generate import Mutant, Target
 # Stop at the first failing test: one is enough to kill a mutant.
 _PYTEST_ARGS = ("-x", "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=")
 _POLL_SECONDS = 0.02
-_SLOWER_THAN_BASELINE = 3.0
-"""A mutant whose tests take this many times as long as without it (plus 10 s) is stopped: it
-made something hang, which the tests would have caught by their own time limits, only later."""
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,10 @@ TARGETS = (
     ),
     Target(
         "census_mcp/summaries/text.py",
-        only=("PageRequest", "row_bytes", "fit_to_budget", "page_of", "paging_lines"),
+        only=("PageRequest", "row_bytes", "fit_to_budget", "page_of"),
         tests=(
+            "tests/test_summaries.py::test_a_page_keeps_the_largest_prefix_of_rows_that_fits_its_budget",
+            "tests/test_summaries.py::test_a_page_may_spend_about_8_kb_per_25_items_within_the_cap",
             "tests/test_list_sources.py",
             "tests/test_catalog_and_cap.py::test_a_small_cap_cuts_list_pages_at_a_whole_item",
             "tests/test_catalog_and_cap.py::test_list_source_tables_search_and_offsets",
