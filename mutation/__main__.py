@@ -1,8 +1,8 @@
 """`scripts/mutants`: mutate the critical modules, run their tests, score them, list the survivors.
 
 Exits 1 when a mutant survives that mutation/accepted.txt does not list, when that list names a
-mutant that no longer survives (it must stay true), or, on a full run, when a module scores
-under --min-score.
+mutant that no longer survives (it must stay true), or, on a full run, when the modules together
+score under --min-score.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def report(
         survivors = [outcome.mutant.key for outcome in results if outcome.survived]
         known = sum(key in accepted for key in survivors)
         score = 100 * (len(results) - len(survivors)) / len(results) if results else 100.0
-        low = full and path != "all" and score < min_score
+        low = full and path == "all" and score < min_score
         failed = failed or low
         print(
             f"{path:34} {len(results):8} {len(results) - len(survivors):7} {known:9} "
@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sample", type=int, help="run this many mutants, chosen by --seed")
     parser.add_argument("--seed", type=int, default=14, help="chooses the sample (default 14)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")
-    parser.add_argument("--min-score", type=float, default=95.0, help="per module, on a full run")
+    parser.add_argument("--min-score", type=float, default=95.0, help="of all modules, on a full run")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--targets", default="mutation.targets:TARGETS", help=argparse.SUPPRESS)
     parser.add_argument("--accepted", default="mutation/accepted.txt", help=argparse.SUPPRESS)

@@ -106,18 +106,18 @@ class _Page(BaseModel):
     rows: list[_Row]
 
 
-def test_a_page_keeps_the_largest_prefix_of_rows_that_fits_its_budget() -> None:
+@pytest.mark.parametrize("growing_line", [False, True], ids=["fixed-frame", "growing-line"])
+def test_a_page_keeps_the_largest_prefix_of_rows_that_fits_its_budget(growing_line: bool) -> None:
     """For every budget, from less than an empty page to more than a full one: the most rows whose
-    whole result fits, never a byte over (and the empty page when not even that fits)."""
+    whole result fits, never a byte over (and the empty page when not even that fits). With a line
+    that grows as rows are left out, as "N more: call again" does, the first cut can fall short and
+    the page is checked again."""
     rows = [(_Row(id=number), f"- row {number} " + "x" * (number * 7 % 23)) for number in range(12)]
 
     def build(shown: int) -> tuple[str, _Page]:
-        # A line that grows as rows are left out, as "N more: call again" does: the first cut can
-        # then fall short, and the page is checked again.
-        left_out = f"{10 ** (len(rows) - shown)} left out"
-        return "\n".join([left_out, *(line for _, line in rows[:shown])]), _Page(
-            rows=[i for i, _ in rows[:shown]]
-        )
+        frame = [f"{10 ** (len(rows) - shown)} left out"] if growing_line else []
+        lines = [*frame, *(line for _, line in rows[:shown])]
+        return "\n".join(lines), _Page(rows=[item for item, _ in rows[:shown]])
 
     sizes = [result_size(*build(shown)) for shown in range(len(rows) + 1)]
     for budget in range(sizes[0] - 40, sizes[-1] + 2):
