@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from census_mcp.census.api import API_VERSIONS as API_VERSION_MAPPINGS
 from census_mcp.census.client import CensusClient
@@ -110,14 +111,19 @@ class Sandbox:
 
 @contextmanager
 def running_sandbox(
-    api_version: str = "v1", *, tokens: tuple[str, ...] | None = None, **config: Any
+    api_version: str = "v1",
+    *,
+    tokens: tuple[str, ...] | None = None,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **config: Any,
 ) -> Iterator[Sandbox]:
-    """A sandbox on loopback, spoken to in `api_version`; `tokens` are the ones that version accepts."""
+    """A sandbox on loopback, spoken to in `api_version`; `tokens` are the ones that version accepts,
+    and `wrap` puts a test's own middleware in front of it."""
     accepted = tokens or (SANDBOX_TOKENS[api_version],)
     app = create_sandbox_app(
         SandboxConfig(**config, **{"tokens" if api_version == "v1" else "pats": accepted})
     )
-    with serve_on_loopback(app) as root:
+    with serve_on_loopback(wrap(app) if wrap else app) as root:
         yield Sandbox(root=root, api_version=api_version, token=accepted[0], workspace=app.state.workspace)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,15 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from census_mcp.census.api import V1, V1_RETIREMENT, V2
+from census_mcp.census.api import (
+    API_VERSIONS,
+    RETIRED_ADVICE,
+    V1,
+    V1_RETIREMENT,
+    V2,
+    ApiVersion,
+    default_version,
+)
 from census_mcp.sandbox import GROUPS, SANDBOX_PAT, SANDBOX_TOKEN, V2_OPERATIONS
 from census_mcp.server import build_server, result_text
 from tests.conftest import Sandbox, running_sandbox
@@ -301,3 +310,74 @@ def test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin() -> None:
             ["refresh_tables", "refresh_tables_status", "list_tables", "list_source_types", "get_source_type"]
         )
     )
+
+
+API_SNAPSHOT = Path(__file__).parent / "snapshots" / "api_versions.json"
+# Answers Census may give, to see which of them each version reads as its own retirement.
+ANSWERS = [
+    (status, message)
+    for status in (400, 401, 403, 404, 405, 410, 500)
+    for message in (
+        "",
+        "Not found",
+        "API v1 is DEPRECATED",
+        "This endpoint has been retired",
+        "v1 sunset in effect",
+        "This API is no longer supported",
+        "This API is no longer available",
+        "Please use API v2",
+        "use v2",
+    )
+]
+
+
+def _as_the_client_sees_it(version: ApiVersion) -> dict[str, Any]:
+    """Everything the client reads from one version's mapping: what it asks, where, and what it
+    tells the user when Census refuses."""
+    ids = {"source_id": 7, "service_name": "snowflake"}
+    return {
+        "hosts": dict(version.hosts),
+        "routes": {
+            operation.value: {
+                "request": f"{route.method} {route.path_for(**ids)}",
+                "does": route.does,
+                "scope": route.scope,
+                "keyed": route.keyed,
+                "provisional": operation in version.provisional,
+            }
+            for operation, route in version.routes.items()
+        },
+        "credential_kind": version.credential_kind,
+        "credential_advice": version.credential_advice,
+        "has_groups": version.has_groups,
+        "create_body": [
+            version.create_body({"type": "postgres"}, group) for group in (None, "abundant_giraffe")
+        ],
+        "missing_statuses": sorted(version.missing_statuses),
+        "retired_by": [
+            f"{status} {message!r}" for status, message in ANSWERS if version.says_retired(status, message)
+        ],
+        "unavailable_advice": {
+            day.isoformat(): version.unavailable_advice(day)
+            for day in (date(2026, 12, 1), V1_RETIREMENT - timedelta(days=1), V1_RETIREMENT)
+        },
+        "token_mismatch": {
+            token: version.token_mismatch(token) for token in ("secret-token:abc", "personal-access-token")
+        },
+    }
+
+
+def test_the_version_mapping_matches_its_snapshot() -> None:
+    """What each version asks of Census and says to the user changes only on purpose: regenerate
+    with CENSUS_MCP_UPDATE_SNAPSHOTS=1 and review the diff, as for tests/snapshots/tools.json."""
+    seen = {
+        "versions": {name: _as_the_client_sees_it(version) for name, version in API_VERSIONS.items()},
+        "retired_advice": RETIRED_ADVICE,
+        "default_version": {
+            day.isoformat(): default_version(day)
+            for day in (V1_RETIREMENT - timedelta(days=1), V1_RETIREMENT)
+        },
+    }
+    if os.environ.get("CENSUS_MCP_UPDATE_SNAPSHOTS") == "1":
+        API_SNAPSHOT.write_text(json.dumps(seen, indent=2, sort_keys=True) + "\n")
+    assert seen == json.loads(API_SNAPSHOT.read_text())

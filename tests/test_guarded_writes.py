@@ -138,3 +138,29 @@ async def test_clients_without_elicitation_keep_the_name_guard(client: Client, s
     name = sandbox.workspace.sources[4]["name"]
     result = await call_ok(client, "delete_source", {"source_id": 4, "confirm_name": name})
     assert result.structured_content == {"deleted": True, "id": 4, "name": name}
+
+
+NEAR_MISSES = {
+    "upper-case": str.upper,
+    "lower-case": str.lower,
+    "padded": lambda name: f" {name} ",
+    "new-line": lambda name: name + "\n",
+}
+
+
+@pytest.mark.parametrize("near_miss", NEAR_MISSES)
+async def test_a_name_that_is_only_close_deletes_nothing(sandbox: Sandbox, near_miss: str) -> None:
+    """confirm_name is the exact name: another case, or stray spaces, may well name another source."""
+    name = sandbox.workspace.sources[4]["name"]
+    close = NEAR_MISSES[near_miss](name)
+    assert close != name
+    human = Human("accept", {"confirm": True})
+    async with Client(build_server(sandbox.settings()), elicitation_callback=human) as asking:
+        asked = await call_error(asking, "delete_source", {"source_id": 4, "confirm_name": close})
+    async with Client(build_server(sandbox.settings())) as not_asking:
+        unasked = await call_error(not_asking, "delete_source", {"source_id": 4, "confirm_name": close})
+    assert "confirm_name does not match" in asked
+    assert "confirm_name does not match" in unasked
+    assert human.asked == []
+    assert 4 in sandbox.workspace.sources
+    assert _deletes(sandbox) == 0

@@ -16,6 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from census_mcp import __version__
 from census_mcp.http import create_http_app
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
@@ -69,13 +70,42 @@ async def test_requests_without_the_right_token_get_401_with_a_challenge(sandbox
             basic = await http.post(url, json={}, headers={"Authorization": f"Basic {AUTH_TOKEN}"})
             health = await http.get(url.removesuffix("/mcp") + "/healthz")
     assert missing.status_code == wrong.status_code == basic.status_code == 401
+    # RFC 6750: a missing token gets the bare challenge, a wrong one says why, for clients to read.
     assert missing.headers["www-authenticate"] == 'Bearer realm="census-mcp"'
-    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
-    assert wrong.json()["error"] == "invalid_token"
+    assert missing.json() == {
+        "error": "unauthorized",
+        "error_description": "Send your token as `Authorization: Bearer <token>`.",
+    }
+    assert wrong.headers["www-authenticate"] == (
+        'Bearer realm="census-mcp", error="invalid_token", '
+        'error_description="The bearer token was not accepted."'
+    )
+    assert wrong.json() == {
+        "error": "invalid_token",
+        "error_description": "The bearer token was not accepted.",
+    }
+    assert basic.json() == missing.json()
     assert AUTH_TOKEN not in wrong.text
     assert health.status_code == 200
-    assert health.json()["status"] == "ok"
+    assert health.json() == {"status": "ok", "version": __version__}
     assert sandbox.workspace.requests == []
+
+
+async def test_a_token_that_is_only_close_to_the_right_one_is_refused(sandbox: Sandbox) -> None:
+    """A prefix or an extension of the shared token is a different token: guessing it piece by
+    piece, or padding it, must get nowhere."""
+    near_misses = [AUTH_TOKEN[:1], AUTH_TOKEN[:-1], AUTH_TOKEN + "0", AUTH_TOKEN * 2, AUTH_TOKEN.upper()]
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient() as http:
+            answers = {
+                token: await http.post(url, json=ping, headers={"Authorization": f"Bearer {token}"})
+                for token in [*near_misses, AUTH_TOKEN]
+            }
+    for token in near_misses:
+        assert answers[token].status_code == 401, f"{token!r} was let in"
+        assert answers[token].json()["error"] == "invalid_token"
+    assert answers[AUTH_TOKEN].status_code != 401
 
 
 async def test_passthrough_uses_each_callers_own_token_for_that_request_alone(api_version: str) -> None:
@@ -116,6 +146,76 @@ async def test_dns_rebinding_protection_refuses_foreign_hosts_unless_allowed(san
         async with httpx2.AsyncClient() as http:
             allowed = await http.post(url, json=request, headers=headers)
     assert allowed.status_code not in (403, 421)
+
+
+async def test_local_clients_are_served_by_every_loopback_name(sandbox: Sandbox) -> None:
+    """DNS-rebinding protection refuses foreign names, never the machine's own: 127.0.0.1, localhost
+    and [::1], with a port or without, as Host and as the Origin of a local browser client."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with serving(_shared(sandbox)) as url:
+        port = url.split(":")[2].split("/")[0]
+        names = ["127.0.0.1", "localhost", "[::1]"]
+        hosts = [*names, *(f"{name}:{port}" for name in names)]
+        origins = [f"http://{name}:{port}" for name in names]
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {AUTH_TOKEN}"}) as http:
+            by_host = {host: await http.post(url, json=ping, headers={"Host": host}) for host in hosts}
+            by_origin = {
+                origin: await http.post(url, json=ping, headers={"Origin": origin}) for origin in origins
+            }
+            foreign = await http.post(url, json=ping, headers={"Origin": "http://attacker.example"})
+    assert {host: answer.status_code for host, answer in by_host.items()} == dict.fromkeys(hosts, 200)
+    assert {origin: answer.status_code for origin, answer in by_origin.items()} == dict.fromkeys(origins, 200)
+    assert foreign.status_code == 403
+
+
+async def test_allowed_origins_admit_a_browser_client_of_that_origin(sandbox: Sandbox) -> None:
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {AUTH_TOKEN}", "Origin": "https://console.example.com"}
+    with serving(_shared(sandbox, allowed_origins=("https://console.example.com",))) as url:
+        async with httpx2.AsyncClient() as http:
+            allowed = await http.post(url, json=ping, headers=headers)
+    assert allowed.status_code == 200
+
+
+async def test_any_request_is_answered_without_a_session(sandbox: Sandbox) -> None:
+    """Stateless: a request that no initialize came before, and that carries no session id, is
+    answered, so that any worker behind a load balancer can take any request."""
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    headers = {
+        "Authorization": f"Bearer {AUTH_TOKEN}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    with serving(_shared(sandbox)) as url:
+        async with httpx2.AsyncClient() as http:
+            answer = await http.post(url, json=request, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert "list_sources" in answer.text
+    assert "mcp-session-id" not in answer.headers
+
+
+async def test_no_auth_on_loopback_serves_without_a_token(sandbox: Sandbox) -> None:
+    with serving(sandbox.settings(transport="http", no_auth=True)) as url:
+        async with connected(url, None) as client:
+            result = await call_ok(client, "get_source", {"source_id": 2})
+    assert result.structured_content is not None
+    assert result.structured_content["id"] == 2
+
+
+async def test_passthrough_refuses_an_oversized_token_at_the_door(api_version: str) -> None:
+    """A token longer than any real one (4,096 characters) never reaches Census; one at the bound does."""
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    with running_sandbox(api_version) as sandbox:
+        settings = sandbox.settings(transport="http", auth="passthrough", token=None)
+        with serving(settings) as url:
+            async with httpx2.AsyncClient() as http:
+                oversized = await http.post(url, json=ping, headers={"Authorization": f"Bearer {'t' * 4097}"})
+                at_the_bound = await http.post(
+                    url, json=ping, headers={"Authorization": f"Bearer {'t' * 4096}"}
+                )
+    assert oversized.status_code == 401
+    assert oversized.json()["error"] == "invalid_token"
+    assert at_the_bound.status_code == 200
 
 
 def test_http_without_auth_is_refused_off_loopback() -> None:

@@ -46,7 +46,7 @@ async def test_default_call_counts_the_whole_workspace(client: Client, sandbox: 
     # On v2 each group on the page heads its rows.
     groups = len({item["group_id"] for item in data["sources"]}) if sandbox.api_version == "v2" else 0
     assert len(text.splitlines()) == 1 + 1 + groups + 25 + 1 + 1
-    assert "offset=25" in text.splitlines()[-2]
+    assert text.splitlines()[-2] == f"{len(sources) - 25} more: call again with offset=25."
     assert text.splitlines()[-1].startswith("Read from Census at ")
     assert data["fetched_at"].endswith("Z")
 
@@ -86,6 +86,29 @@ async def test_type_and_name_filters_combine(client: Client, sandbox: Sandbox) -
     assert target["id"] in expected
     assert data["counts"]["by_type"] == {"snowflake": len(expected)}
     assert data["workspace_total"] == len(sources)
+
+
+async def test_name_contains_finds_a_source_by_its_name_or_its_label_alone(
+    client: Client, sandbox: Sandbox
+) -> None:
+    sources = list(sandbox.workspace.sources.values())
+    by_label = next(s for s in sources if s["label"] and s["label"].casefold() not in s["name"].casefold())
+    by_name = next(s for s in sources if s["name"].casefold() not in (s["label"] or "").casefold())
+    for target, needle in ((by_label, by_label["label"].upper()), (by_name, by_name["name"].upper())):
+        result = await call_ok(client, "list_sources", {"name_contains": needle, "limit": 100})
+        assert result.structured_content is not None
+        assert target["id"] in {item["id"] for item in result.structured_content["sources"]}, needle
+
+
+async def test_the_headline_names_every_filter_and_only_those(client: Client, sandbox: Sandbox) -> None:
+    group = f"group {sandbox.group_id}, " if sandbox.group_id else ""
+    filters = {"type": "snowflake", "name_contains": "prod", "test_status": "failed"}
+    if sandbox.group_id:
+        filters["group_id"] = sandbox.group_id
+    filtered = result_text(await call_ok(client, "list_sources", filters)).splitlines()[0]
+    everything = result_text(await call_ok(client, "list_sources")).splitlines()[0]
+    assert f'sources match (type=snowflake, {group}name contains "prod", last test failed). ' in filtered
+    assert f"{len(sandbox.workspace.sources)} sources match. Last test" in everything
 
 
 async def test_untested_and_unknown_type(client: Client, sandbox: Sandbox) -> None:

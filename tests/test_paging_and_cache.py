@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from census_mcp.census.cache import ListCache
 from census_mcp.sandbox.app import RequestRecord
@@ -131,6 +135,61 @@ async def test_every_write_clears_the_cache(
         assert next(s for s in data["sources"] if s["id"] == 4)["label"] == "Renamed"
 
 
+@dataclass
+class HeldListAnswers:
+    """In front of the sandbox: a list read is answered from the workspace as it is when the read
+    arrives, but its answer is held back until `release`, so a write can land in between."""
+
+    read: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        async def held(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].endswith("/sources"):
+                await app(scope, receive, send)
+                return
+            answer: list[Message] = []
+
+            async def keep(message: Message) -> None:
+                answer.append(message)
+
+            await app(scope, receive, keep)
+            self.read.set()
+            for _ in range(1000):  # at most 10 s, so a test that fails never hangs the server
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            for message in answer:
+                await send(message)
+
+        return held
+
+
+async def test_a_list_read_racing_a_write_is_not_served_after_it(api_version: str) -> None:
+    """A list read that began before a rename, and answered after it, shows the old label once; the
+    next list must show the new label, not that stale read from the cache."""
+    held = HeldListAnswers()
+    held.release.set()
+    with running_sandbox(api_version, wrap=held.wrap) as sandbox:
+        async with Client(build_server(sandbox.settings())) as client:
+            # A write before, so that the race is not the workspace's first.
+            await call_ok(client, "update_source", {"source_id": 5, "label": "Renamed before"})
+            held.release.clear()
+            async with anyio.create_task_group() as group:
+                group.start_soon(call_ok, client, "list_sources", {"limit": 100})
+                assert await anyio.to_thread.run_sync(held.read.wait, 10)
+                await call_ok(client, "update_source", {"source_id": 4, "label": "Renamed meanwhile"})
+                held.release.set()
+            after = await call_ok(client, "list_sources", {"limit": 100})
+            reads = len(_list_reads(sandbox))
+            again = await call_ok(client, "list_sources", {"limit": 100})
+        assert len(_list_reads(sandbox)) == reads, "the read after the write is cached as usual"
+    assert after.structured_content is not None
+    (renamed,) = [source for source in after.structured_content["sources"] if source["id"] == 4]
+    assert renamed["label"] == "Renamed meanwhile"
+    assert again.structured_content == after.structured_content
+
+
 async def test_a_failed_write_clears_the_cache_too(client: Client, sandbox: Sandbox) -> None:
     await call_ok(client, "list_sources")
     failed = await client.call_tool("update_source", {"source_id": 99999, "label": "x"})
@@ -143,8 +202,9 @@ async def test_zero_seconds_disables_the_cache(api_version: str) -> None:
     with running_sandbox(api_version) as sandbox:
         async with Client(build_server(sandbox.settings(cache_seconds=0))) as client:
             await call_ok(client, "list_sources")
-            await call_ok(client, "list_sources", {"offset": 25})
+            second = await call_ok(client, "list_sources", {"offset": 25})
         assert len(_list_reads(sandbox)) == 4
+        assert result_text(second).splitlines()[-1].startswith("Read from Census at")
 
 
 async def test_the_cache_is_keyed_by_token(api_version: str) -> None:
@@ -175,13 +235,30 @@ async def test_entries_expire_after_the_window() -> None:
         return Value(len(reads))
 
     key = ("https://census.test/api/v1", "digest", "sources")
+    other = ("https://census.test/api/v1", "digest", "source_types")
     assert (await cache.get(key, fetch)).value.number == 1
     now[0] += 29
     assert (await cache.get(key, fetch)).from_cache
-    now[0] += 2
-    assert (await cache.get(key, fetch)).value.number == 2
+    now[0] += 1
+    assert (await cache.get(key, fetch)).value.number == 2  # 30 s old: past the window
+    now[0] += 30
+    assert (await cache.get(other, fetch)).value.number == 3
+    # Expired entries go when room is needed (tests/test_bounds.py), not on every store.
     await cache.clear("https://census.test/api/v1")
-    assert (await cache.get(key, fetch)).value.number == 3
+    assert (await cache.get(key, fetch)).value.number == 4
+
+
+async def test_a_one_second_window_still_caches() -> None:
+    now = [100.0]
+    cache = ListCache(ttl_seconds=1, clock=lambda: now[0])
+
+    async def fetch() -> Value:
+        return Value(1)
+
+    key = ("https://census.test/api/v1", "digest", "sources")
+    assert not (await cache.get(key, fetch)).from_cache
+    now[0] += 0.5
+    assert (await cache.get(key, fetch)).from_cache
 
 
 async def test_a_token_never_reaches_the_cache_key(api_version: str) -> None:
@@ -239,3 +316,17 @@ async def test_concurrent_misses_share_one_fetch_and_hits_do_not_queue() -> None
             assert (await cache.get(key, slow_fetch)).from_cache
         release.set()
     assert fetches == 2
+    # A miss on another key does not queue behind a fetch in flight.
+    release = anyio.Event()
+    other = ("https://census.test/api/v1", "digest", "source_types")
+
+    async def quick_fetch() -> Value:
+        return Value(-1)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: cache.get(key, slow_fetch, refresh=True))
+        await anyio.sleep(0.05)
+        with anyio.fail_after(1):
+            assert (await cache.get(other, quick_fetch)).value.number == -1
+        release.set()
+    assert fetches == 3

@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from census_mcp.redaction import MASK, is_secret_key, mask_secrets, scrub, secret_values
+from census_mcp.sandbox.source_types import SOURCE_TYPES
+
+# Secret fields as warehouses and their connectors spell them, grouped by the one part of the
+# rule that catches each: were that part lost, its names would show unmasked.
+SECRET_SPELLINGS = [
+    # any name ending in _key, however it separates its words
+    "account_key",
+    "accountKey",
+    "encryption_key",
+    "ssh_key",
+    "SSH Key",
+    "private-key",
+    # the fragments, also with more after them
+    "passphrase",
+    "ssh_passphrase",
+    "passwd",
+    "db_passwd",
+    "pwd",
+    "PWD",
+    "privatekey",
+    "keyfile",
+    "ssh_keyfile",
+    "apikey",
+    "APIKEY",
+    "credentials_json",
+    "signature",
+    "request_signature",
+    "service_account_key_json",
+    "api_key_v2",
+    "access_key_id",
+    "client_key_data",
+    "auth_key_p8",
+]
 
 
 @pytest.mark.parametrize(
@@ -34,6 +69,72 @@ def test_secret_keys(key: str) -> None:
 )
 def test_plain_keys(key: str) -> None:
     assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", SECRET_SPELLINGS)
+def test_every_spelling_of_a_secret_is_masked_at_any_depth_and_scrubbed(key: str) -> None:
+    value = f"s3cret-under-{key}"
+    details = {"hostname": "db", key: value, "tunnel": {"hops": [{"host": "bastion", key: value}]}}
+    masked = mask_secrets(details)
+    assert value not in json.dumps(masked)
+    assert masked == {"hostname": "db", key: MASK, "tunnel": {"hops": [{"host": "bastion", key: MASK}]}}
+    deep_only = {"tunnel": {"hops": [{"host": "bastion", key: value}]}}
+    assert scrub(f"Census refused {value} on db", secret_values(deep_only)) == f"Census refused {MASK} on db"
+
+
+def test_empty_false_and_null_secrets_stay_visible() -> None:
+    """They hide nothing, and tell the model what is (not) configured."""
+    details = {"password": "", "ssh_key": False, "private_key": None, "token": True}
+    assert mask_secrets(details) == details
+
+
+def test_every_leaf_of_a_secret_object_is_scrubbed_and_nothing_else() -> None:
+    """A secret may be an object (a service account key) or a list: each string and number in it
+    is a secret; its flags and nulls are not, or every "True" in a message would be cut."""
+    body = {
+        "service_account_key": {
+            "private_key": "pk-9f2c",
+            "client_id": 118273645,
+            "disabled": False,
+            "project": None,
+        },
+        "ssh_keys": {"private_key": ["line-one-7a1d", "line-two-7a1d"], "passphrase": None},
+        "note": "kept",
+    }
+    assert set(secret_values(body)) == {"pk-9f2c", "118273645", "line-one-7a1d", "line-two-7a1d"}
+    said = "pk-9f2c with client 118273645 and line-two-7a1d: disabled is False, note kept"
+    assert (
+        scrub(said, secret_values(body))
+        == f"{MASK} with client {MASK} and {MASK}: disabled is False, note kept"
+    )
+
+
+def test_scrub_cuts_secrets_from_four_characters() -> None:
+    assert scrub("PIN 4921 then 492", ["4921", "492"]) == f"PIN {MASK} then 492"
+
+
+def test_a_multi_line_secret_echoed_whole_is_cut_whole_short_lines_too() -> None:
+    """Each line of a key is cut on its own where it shows alone; where the key shows whole, so is
+    it cut, with the lines too short to be cut alone (the end of a PEM body may be two characters)."""
+    key = "MIIEvQIBADANBgkq\nhkiG9w0BAQEF\nAg"
+    assert scrub(f"bad key {key} given", [key]) == f"bad key {MASK} given"
+
+
+def test_a_secret_containing_another_is_cut_whole() -> None:
+    """Longest first: cutting the shorter first would leave the rest of the longer one in sight."""
+    assert scrub("key paper-tiger-2024-x", ["tiger-2024", "paper-tiger-2024-x"]) == f"key {MASK}"
+
+
+def test_every_password_field_of_the_sandbox_source_types_is_a_secret_key() -> None:
+    """The fields Census itself marks as passwords, as the sandbox serves them."""
+    password_fields = {
+        field["id"]
+        for source_type in SOURCE_TYPES.values()
+        for field in source_type["configuration_fields"]["fields"]
+        if field["is_password_type_field"]
+    }
+    assert password_fields >= {"password", "private_key_pkcs8", "service_account_key", "access_token"}
+    assert [field for field in sorted(password_fields) if not is_secret_key(field)] == []
 
 
 def test_mask_secrets_at_any_depth_keeps_flags_and_nulls() -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -112,7 +112,12 @@ async def test_backoff_grows_exponentially_with_jitter(faulty: Sandbox) -> None:
         ("2", 2.0),
         ("0.25", 0.25),
         (format_datetime(datetime(2026, 11, 29, 12, 0, 7, tzinfo=UTC), usegmt=True), 7.0),
+        ("Sun, 29 Nov 2026 13:00:07 +0100", 7.0),
+        ("Sun, 29 Nov 2026 12:00:07 -0000", 7.0),  # RFC 5322: an unknown zone, read as UTC
+        ("Sun, 29 Nov 2026 11:59:50 GMT", 0.0),  # already past: ask again at once
+        ("in a moment", 0.375),  # unreadable: the usual backoff
     ],
+    ids=["seconds", "fraction", "http-date", "offset", "unknown-zone", "past", "unreadable"],
 )
 async def test_retry_after_is_honoured_in_seconds_or_as_a_date(
     faulty: Sandbox, retry_after: str, waited: float
@@ -122,6 +127,50 @@ async def test_retry_after_is_honoured_in_seconds_or_as_a_date(
     async with _client(faulty, time, sleep=time.healing(faulty)) as census:
         await census.get_source(5)
     assert time.sleeps == [waited]
+
+
+def test_an_http_date_is_read_against_the_real_clock_by_default() -> None:
+    in_seven_seconds = format_datetime(datetime.now(UTC) + timedelta(seconds=7), usegmt=True)
+    assert 5 <= (RetryPolicy().parse_retry_after(in_seven_seconds) or 0) <= 7
+
+
+async def test_the_default_policy_backs_off_from_half_a_second_to_eight(faulty: Sandbox) -> None:
+    """Six attempts; waits from 0.5 s doubling up to 8 s, jitter taking off at most half (here a
+    quarter); within 45 s."""
+    time = FakeTime()
+    fake_time = {"sleep": time.sleep, "clock": lambda: time.now, "jitter": lambda: 0.5}
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("503",))
+    async with faulty.census(retry=replace(RetryPolicy(), **fake_time), timeout_seconds=0.5) as census:
+        with pytest.raises(CensusUnavailableError, match="Gave up after 6 attempts"):
+            await census.get_source(5)
+    assert time.sleeps == [0.375, 0.75, 1.5, 3.0, 6.0]
+    time.sleeps.clear()
+    async with faulty.census(retry=replace(RetryPolicy(), max_attempts=9, **fake_time)) as census:
+        with pytest.raises(CensusUnavailableError):
+            await census.get_source(5)
+    assert time.sleeps[4:] == [6.0] * 4  # capped at 8 s
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("429",), retry_after="45.5")
+    time.sleeps.clear()
+    async with faulty.census(retry=replace(RetryPolicy(), **fake_time)) as census:
+        with pytest.raises(CensusUnavailableError):
+            await census.get_source(5)
+    assert time.sleeps == []
+
+
+async def test_the_default_sleep_really_waits(faulty: Sandbox) -> None:
+    faulty.workspace.faults = FaultConfig(rate=1.0, kinds=("503",))
+    async with faulty.census(retry=RetryPolicy(max_attempts=2, base_delay_seconds=0.001)) as census:
+        with pytest.raises(CensusUnavailableError, match="Gave up after 2 attempts"):
+            await census.get_source(5)
+
+
+async def test_a_deadline_ends_with_its_block(faulty: Sandbox) -> None:
+    time = FakeTime()
+    async with _client(faulty, time) as census:
+        with deadline(5, clock=lambda: time.now):
+            pass
+        time.now += 10
+        assert (await census.get_source(5)).id == 5
 
 
 async def test_a_retry_after_beyond_the_budget_gives_up_at_once(faulty: Sandbox) -> None:

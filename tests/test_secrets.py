@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import secrets
 import socket
 import traceback
@@ -38,6 +39,7 @@ from census_mcp.census.errors import (
     CensusUnknownOutcomeError,
 )
 from census_mcp.census.retry import RetryPolicy
+from census_mcp.logs import configure_logging
 from census_mcp.redaction import MASK, RedactingFilter
 from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.server import CensusMCPServer, build_server
@@ -218,6 +220,25 @@ async def test_the_token_is_sent_as_given_yet_never_shown_in_errors(
         assert f"Refused Authorization: Bearer {MASK}" in text
 
 
+@pytest.mark.parametrize(
+    "numeric_secret",
+    [secrets.randbelow(10**12) + 10**11, (secrets.randbelow(10**9) + 10**8) / 1000],
+    ids=["integer", "float"],
+)
+async def test_a_numeric_secret_that_census_echoes_back_is_scrubbed(
+    echoing: tuple[EchoingCensus, str], numeric_secret: float
+) -> None:
+    """A PIN-like password or passphrase passed as a JSON number is as secret as a string one."""
+    fake, base_url = echoing
+    fake.status = 422
+    credentials = {**POSTGRES, "password": numeric_secret, "nested": {"ssh_passphrase": numeric_secret}}
+    async with Client(_server(base_url)) as client:
+        text = await call_error(client, "create_source", {"type": "postgres", "credentials": credentials})
+    assert "Refused Authorization" in text, "the fake's echo should be shown, with the secret cut"
+    assert str(numeric_secret) not in text
+    assert MASK in text
+
+
 async def test_a_connection_failure_does_not_show_the_token() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -329,12 +350,13 @@ UNKNOWN_BEARER = _canary("bearer")
     ("message", "args", "kept"),
     [
         ("calling Census with %s", (TOKEN,), "calling Census with"),
+        (f"calling Census with {TOKEN}", (), "calling Census with"),
         ("body %s", (json.dumps({"hostname": "db.example.com", "password": PASSWORD}),), '"hostname": "db'),
         ("credentials %r", ({"user": "census", "private_key": PRIVATE_KEY},), "'user': 'census'"),
         ("headers: Authorization: Bearer %s", (TOKEN,), "Authorization: Bearer"),
         ("headers: Authorization: Bearer %s, Accept: */*", (UNKNOWN_BEARER,), "Accept: */*"),
     ],
-    ids=["token", "json-pair", "repr-pair", "bearer-token", "bearer-unknown"],
+    ids=["token", "token-in-the-message", "json-pair", "repr-pair", "bearer-token", "bearer-unknown"],
 )
 def test_the_log_filter_scrubs_each_shape_of_secret(message: str, args: tuple[Any, ...], kept: str) -> None:
     """By value (the token), by key (JSON and repr pairs) and by scheme (any bearer token)."""
@@ -359,3 +381,30 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert "Traceback" in written
     assert "RuntimeError: login with password=" in written
     assert MASK in written
+
+
+def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """Logging as the server sets it up (at --log-level ERROR here): the Census token and the MCP auth
+    token clients present are cut out of any line that carries them, even as free text that names
+    no key and no scheme."""
+    auth_token = _canary("mcp-auth")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(
+            Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
+        )
+        logger = logging.getLogger("tests.secrets.configured")
+        logger.warning("below the level, so not written")
+        logger.error("a client sent %s as a tool name", auth_token)
+        logger.error("upstream refused %s", TOKEN)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert len(lines) == 2, lines
+    assert re.fullmatch(
+        rf"{when} ERROR tests\.secrets\.configured: a client sent \[redacted\] as a tool name", lines[0]
+    )
+    assert re.fullmatch(rf"{when} ERROR tests\.secrets\.configured: upstream refused \[redacted\]", lines[1])

@@ -81,9 +81,17 @@ async def test_create_source_returns_the_source_without_its_credentials(
         async with Client(build_server(sandbox.settings())) as client:
             before = set(sandbox.workspace.sources)
             result = await call_ok(
-                client, "create_source", {"type": "redshift", "credentials": REDSHIFT, "label": "Finance RS"}
+                client,
+                "create_source",
+                {
+                    "type": "redshift",
+                    "credentials": REDSHIFT,
+                    "label": "Finance RS",
+                    "read_only_connection": True,
+                },
             )
         (new_id,) = set(sandbox.workspace.sources) - before
+        assert sandbox.workspace.sources[new_id]["read_only_connection"] is True
         data = result.structured_content
         assert data is not None
         assert data["id"] == new_id

@@ -1,0 +1,122 @@
+"""What is mutated, and which tests each mutant of it runs: the security- and data-critical code.
+
+Each target names only tests that can notice a fault in it, so that one mutant runs in seconds.
+Tests that run the server in a subprocess (over stdio, the CLI) never see a mutant, which lives
+in the runner's own process, so none is named here.
+"""
+
+from __future__ import annotations
+
+from mutation.generate import Target
+
+_SECRETS = "tests/test_secrets.py"
+_RELIABILITY = "tests/test_reliability.py"
+_CACHE = "tests/test_paging_and_cache.py"
+_VERSIONS = "tests/test_api_versions.py"
+
+TARGETS = (
+    Target(
+        "census_mcp/redaction.py",
+        tests=(
+            "tests/test_redaction.py",
+            f"{_SECRETS}::test_the_log_filter_scrubs_each_shape_of_secret",
+            f"{_SECRETS}::test_the_log_filter_scrubs_tracebacks",
+            f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value",
+            "tests/test_errors.py::test_census_errors_that_echo_credentials_are_scrubbed",
+            f"{_SECRETS}::test_a_numeric_secret_that_census_echoes_back_is_scrubbed",
+            f"{_SECRETS}::test_the_token_is_sent_as_given_yet_never_shown_in_errors",
+            f"{_SECRETS}::test_settings_client_and_errors_render_without_secrets",
+        ),
+    ),
+    Target(
+        "census_mcp/logs.py",
+        tests=(f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value",),
+    ),
+    Target(
+        "census_mcp/untrusted.py",
+        tests=("tests/test_summaries.py",),
+    ),
+    Target(
+        "census_mcp/http.py",
+        tests=("tests/test_http.py",),
+    ),
+    Target(
+        "census_mcp/census/retry.py",
+        tests=(
+            "tests/test_retries.py",
+            f"{_RELIABILITY}::test_a_tool_call_never_hangs",
+        ),
+    ),
+    Target(
+        "census_mcp/tools/sources.py",
+        only=(
+            "create_source",
+            "_existing_source_ids",
+            "_CLOCK_SKEW",
+            "_find_unconfirmed_create",
+            "_created_since",
+        ),
+        tests=(
+            f"{_RELIABILITY}::test_a_create_whose_answer_is_lost_is_found_not_repeated",
+            f"{_RELIABILITY}::test_a_create_that_failed_before_census_says_so_and_creates_nothing",
+            f"{_RELIABILITY}::test_a_lost_create_is_never_credited_with_a_source_that_was_already_there",
+            f"{_RELIABILITY}::test_lookalikes_created_meanwhile_are_named_not_guessed",
+            f"{_RELIABILITY}::test_a_lost_create_never_claims_a_source_with_another_label",
+            f"{_RELIABILITY}::test_a_lost_create_claims_only_a_new_source_of_its_type_label_and_group",
+            f"{_RELIABILITY}::test_a_lost_create_that_cannot_be_looked_for_says_not_to_create_again",
+            f"{_RELIABILITY}::test_a_create_whose_read_back_fails_still_reports_the_new_id",
+            "tests/test_source_tools.py::test_create_source_returns_the_source_without_its_credentials",
+            "tests/test_api_versions.py::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
+        ),
+    ),
+    Target(
+        "census_mcp/census/cache.py",
+        tests=(
+            f"{_CACHE}::test_paging_and_refiltering_reuse_one_read",
+            f"{_CACHE}::test_every_write_clears_the_cache",
+            f"{_CACHE}::test_a_list_read_racing_a_write_is_not_served_after_it",
+            f"{_CACHE}::test_a_failed_write_clears_the_cache_too",
+            f"{_CACHE}::test_zero_seconds_disables_the_cache",
+            f"{_CACHE}::test_the_cache_is_keyed_by_token",
+            f"{_CACHE}::test_entries_expire_after_the_window",
+            f"{_CACHE}::test_a_one_second_window_still_caches",
+            f"{_CACHE}::test_a_token_never_reaches_the_cache_key",
+            f"{_CACHE}::test_concurrent_misses_share_one_fetch_and_hits_do_not_queue",
+        ),
+    ),
+    Target(
+        "census_mcp/summaries/sources.py",
+        only=("SourceFilter",),
+        tests=(
+            "tests/test_list_sources.py",
+            f"{_VERSIONS}::test_sources_carry_their_group_and_list_sources_counts_and_filters_by_it",
+        ),
+    ),
+    Target(
+        "census_mcp/summaries/text.py",
+        only=("PageRequest", "row_bytes", "fit_to_budget", "page_of"),
+        tests=(
+            "tests/test_summaries.py::test_a_page_keeps_the_largest_prefix_of_rows_that_fits_its_budget",
+            "tests/test_summaries.py::test_a_page_may_spend_about_8_kb_per_25_items_within_the_cap",
+            "tests/test_list_sources.py",
+            "tests/test_catalog_and_cap.py::test_a_small_cap_cuts_list_pages_at_a_whole_item",
+            "tests/test_catalog_and_cap.py::test_list_source_tables_search_and_offsets",
+        ),
+    ),
+    Target(
+        "census_mcp/census/api.py",
+        tests=(
+            f"{_VERSIONS}::test_the_version_mapping_matches_its_snapshot",
+            f"{_VERSIONS}::test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin",
+            f"{_VERSIONS}::test_after_v1_retires_the_advice_no_longer_offers_it",
+            f"{_VERSIONS}::test_sources_carry_their_group_and_list_sources_counts_and_filters_by_it",
+            f"{_VERSIONS}::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
+            f"{_VERSIONS}::test_a_name_taken_in_the_group_is_a_conflict_on_v2",
+            f"{_VERSIONS}::test_an_operation_missing_on_v2_says_so_in_one_sentence_with_the_next_step",
+            f"{_VERSIONS}::test_a_missing_source_on_a_missing_v2_route_is_still_a_missing_source",
+            f"{_VERSIONS}::test_every_tool_says_v1_is_retired_and_how_to_switch",
+            f"{_VERSIONS}::test_a_rejected_token_of_the_other_kind_is_named",
+            f"{_VERSIONS}::test_the_sandbox_serves_one_workspace_in_both_versions",
+        ),
+    ),
+)
