@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -314,8 +314,14 @@ def _int_query(request: Request, name: str, default: int) -> int:
     return value
 
 
-def _paginate(request: Request, items: Sequence[Mapping[str, Any]]) -> JSONResponse:
-    """The single pagination envelope used by every list endpoint: page 0 counts as 1, per_page is clamped."""
+def _paginate(
+    request: Request,
+    items: Sequence[Mapping[str, Any]],
+    shape: Callable[[Any], Mapping[str, Any]] = dict,
+) -> JSONResponse:
+    """The single pagination envelope used by every list endpoint: page 0 counts as 1, per_page is clamped.
+    `shape` makes each row of the page as the API shows it (only the page's rows: a big workspace
+    would otherwise cost the sandbox, and every benchmark through it, a shaping of every source)."""
     page = max(_int_query(request, "page", 1), 1)
     per_page = min(_int_query(request, "per_page", DEFAULT_PER_PAGE), MAX_PER_PAGE)
     if per_page < 1:
@@ -328,7 +334,7 @@ def _paginate(request: Request, items: Sequence[Mapping[str, Any]]) -> JSONRespo
     return JSONResponse(
         {
             "status": "success",
-            "data": list(items[start : start + per_page]),
+            "data": [shape(item) for item in items[start : start + per_page]],
             "next": str(next_url) if next_url else None,
             "pagination": {
                 "total_records": total,
@@ -456,7 +462,7 @@ class _Endpoints:
         sources = sorted(
             self.workspace.sources.values(), key=itemgetter("created_at", "id"), reverse=order == "desc"
         )
-        return _paginate(request, [self._list_shape(source) for source in sources])
+        return _paginate(request, sources, self._list_shape)
 
     async def get_source(self, request: Request) -> Response:
         return JSONResponse({"status": "success", "data": self._detail_shape(self._source(request))})
