@@ -21,8 +21,9 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -68,6 +69,7 @@ class SharedListCache:
             retry=Retry(NoBackoff(), 0),
         )
         self._away_until = float("-inf")
+        self._now = time.time
 
     def __repr__(self) -> str:
         return f"SharedListCache(ttl_seconds={self.ttl_seconds})"
@@ -80,13 +82,32 @@ class SharedListCache:
         refresh: bool = False,
         codec: ListingCodec[_M] | None = None,
     ) -> Fetched[Listing[_M]]:
-        """The list for `key`: from Redis while fresh, else read once for every worker."""
+        """The list for `key`: from Redis while fresh, else read once for every worker.
+
+        What a worker got from Redis it keeps, parsed, in its own bounded cache under the
+        workspace's current generation, so that a hit costs one small read of the generation
+        rather than parsing the whole list again.
+        """
         if self.ttl_seconds <= 0 or codec is None or self._away():
             return await self._local.get(key, fetch, refresh=refresh)
         try:
-            return await self._shared(key, fetch, refresh, codec)
+            generation = await self._call(self._redis.get(_generation_key(key[0])))
+            data = _data_key(key, generation)
+
+            async def from_redis() -> _Parsed[_M]:
+                return _Parsed(await self._shared(key[0], data, generation, fetch, refresh, codec))
+
+            near = await self._local.get((key[0], key[1], data), from_redis, refresh=refresh)
+            if (
+                near.from_cache
+                and self._now() - near.value.fetched.fetched_at.timestamp() >= self.ttl_seconds
+            ):
+                # Kept here longer than the window since Census was read: ask Redis again.
+                near = await self._local.get((key[0], key[1], data), from_redis, refresh=True)
         except _RedisAway:
             return await self._local.get(key, fetch, refresh=refresh)
+        fetched = near.value.fetched
+        return Fetched(fetched.value, fetched.fetched_at, from_cache=near.from_cache or fetched.from_cache)
 
     async def clear(self, workspace: str) -> None:
         """Every worker's lists of this workspace are stale after a write: move it to a new generation."""
@@ -102,18 +123,18 @@ class SharedListCache:
 
     async def _shared(
         self,
-        key: CacheKey,
+        workspace: str,
+        data: str,
+        generation: bytes | None,
         fetch: Callable[[], Awaitable[Listing[_M]]],
         refresh: bool,
         codec: ListingCodec[_M],
     ) -> Fetched[Listing[_M]]:
-        generation = await self._call(self._redis.get(_generation_key(key[0])))
-        data = _data_key(key, generation)
         if not refresh and (hit := await self._cached(data, codec)) is not None:
             return hit
         holder = secrets.token_hex(8)
         if await self._call(self._redis.set(f"{data}:lock", holder, nx=True, px=_LOCK_MILLISECONDS)):
-            return await self._read_for_everyone(key[0], data, generation, fetch, codec, holder)
+            return await self._read_for_everyone(workspace, data, generation, fetch, codec, holder)
         # Another worker is reading Census for this key: wait for what it stores.
         waited_until = self._clock() + _LOCK_MILLISECONDS / 1000
         while self._clock() < waited_until:
@@ -122,7 +143,7 @@ class SharedListCache:
                 return hit
             if not await self._call(self._redis.exists(f"{data}:lock")):
                 break  # it gave up (Census failed it): read for ourselves
-        return await self._read_for_everyone(key[0], data, generation, fetch, codec, None)
+        return await self._read_for_everyone(workspace, data, generation, fetch, codec, None)
 
     async def _read_for_everyone(
         self,
@@ -183,6 +204,17 @@ class SharedListCache:
                 _RETRY_AWAY_SECONDS,
             )
         self._away_until = self._clock() + _RETRY_AWAY_SECONDS
+
+
+@dataclass(frozen=True)
+class _Parsed(Generic[_M]):
+    """A list as read from Redis (or Census), kept parsed in a worker's own cache."""
+
+    fetched: Fetched[Listing[_M]]
+
+    @property
+    def size_bytes(self) -> int:
+        return self.fetched.value.size_bytes
 
 
 class _RedisAway(Exception):
