@@ -26,11 +26,12 @@ TARGETS = (
             f"{_SECRETS}::test_a_numeric_secret_that_census_echoes_back_is_scrubbed",
             f"{_SECRETS}::test_the_token_is_sent_as_given_yet_never_shown_in_errors",
             f"{_SECRETS}::test_settings_client_and_errors_render_without_secrets",
+            "tests/test_bounds.py::test_the_secret_key_cache_holds_only_short_names",
         ),
     ),
     Target(
         "census_mcp/logs.py",
-        tests=(f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value",),
+        tests=("tests/test_logs.py", f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value"),
     ),
     Target(
         "census_mcp/untrusted.py",

@@ -4,6 +4,7 @@ a team server meets thousands of tokens and ever-new searches over months withou
 from __future__ import annotations
 
 import gc
+import secrets
 import tracemalloc
 from dataclasses import dataclass
 
@@ -204,11 +205,18 @@ def test_the_cache_bounds_are_settings_with_defaults() -> None:
 def test_the_secret_key_cache_holds_only_short_names() -> None:
     from census_mcp import redaction
 
+    redaction._is_secret_key_cached.cache_clear()  # other tests may have filled it
     held = redaction._is_secret_key_cached.cache_info().currsize
     long_keys = [f"{'x' * 10_000}_password_{number}" for number in range(100)]
     assert all(redaction.is_secret_key(name) for name in long_keys)
     assert redaction._is_secret_key_cached.cache_info().currsize == held
     assert redaction._is_secret_key_cached.cache_info().maxsize == 4096
+    # Up to 64 characters a name is kept (a field name, asked about again and again); beyond, never.
+    unique = secrets.token_hex(27)  # a name no test asked about before
+    assert redaction.is_secret_key(f"{unique}x_password")
+    assert redaction._is_secret_key_cached.cache_info().currsize == held + 1
+    assert redaction.is_secret_key(f"{unique}xy_password")
+    assert redaction._is_secret_key_cached.cache_info().currsize == held + 1
 
 
 def test_configuring_logging_again_replaces_the_handler() -> None:

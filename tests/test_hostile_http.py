@@ -1,10 +1,15 @@
-"""Hostile HTTP, replayed against a real `census-mcp --transport http` process on loopback: every
-answer is bounded, each request costs little, the log stays clean, headers are read strictly, and
-the server still serves after each group."""
+"""Hostile HTTP: every answer is bounded, each request costs little, the log stays clean, headers are
+read strictly, and the server still serves after each group.
+
+Replayed against the HTTP app served in this process by uvicorn with the limits census-mcp gives it
+(so that mutation testing sees the code it runs), and, where only a real `census-mcp --transport
+http` process shows it (its own log, its command line's limits), against that process on loopback.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -14,7 +19,11 @@ from typing import Any
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 
+from census_mcp.http import create_http_app, uvicorn_limits
+from census_mcp.settings import Settings
+from tests.conftest import serve_on_loopback
 from tests.test_real_clients import census_mcp_over_http
 
 TOKEN = "hostile-http-token-5c1e"
@@ -27,7 +36,8 @@ HEADER_TIMEOUT = 1.0
 class Served:
     url: str
     port: int
-    log: Path
+    log: Path | None
+    """The process's stderr; None when served in this process."""
 
     def post(self, body: bytes, **headers: str) -> httpx2.Response:
         sent = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -45,6 +55,7 @@ class Served:
         assert _result(answer)["isError"] is False
 
     def logged(self) -> str:
+        assert self.log is not None, "only a process of its own has a log to read"
         return self.log.read_text(errors="replace")
 
 
@@ -77,7 +88,19 @@ def _error_text(answer: httpx2.Response) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served() -> Iterator[Served]:
+    """The HTTP app in this process, under uvicorn with the limits `census-mcp --transport http` sets."""
+    settings = Settings(
+        sandbox=True, transport="http", auth_token=SecretStr(TOKEN), header_timeout_seconds=HEADER_TIMEOUT
+    )
+    limits = uvicorn_limits(settings)
+    with serve_on_loopback(create_http_app(settings), lifespan="on", **limits) as root:
+        yield Served(f"{root}/mcp", int(root.rsplit(":", 1)[1]), None)
+
+
+@pytest.fixture(scope="module")
+def served_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`census-mcp --transport http` as a process of its own, its stderr kept."""
     log = tmp_path_factory.mktemp("hostile") / "stderr.txt"
     options = ("--log-level", "INFO", "--header-timeout", str(HEADER_TIMEOUT))
     with census_mcp_over_http(log, TOKEN, *options) as port:
@@ -160,25 +183,37 @@ def test_oversized_deep_batched_and_malformed_bodies_are_refused_small(served: S
     served.still_serves()
 
 
-def test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line(served: Served) -> None:
-    before = len(served.logged())
-    for _ in range(5):
-        with socket.create_connection(("127.0.0.1", served.port)) as raw:
-            raw.sendall(
-                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Accept: application/json, text/event-stream\r\n"
-                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
-                + b'{"jsonrpc": "2.0"'
-            )
-    time.sleep(0.5)
-    served.still_serves()
-    logged = served.logged()[before:]
-    assert "Traceback" not in logged
-    assert "ClientDisconnect" not in logged
-    assert logged.count("A client hung up during POST") >= 1
+def test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashes = logging.getLogger("uvicorn.error")  # where uvicorn reports an app that raised
+    crashes.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", served.port)) as raw:
+                    raw.sendall(
+                        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Accept: application/json, text/event-stream\r\n"
+                        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
+                        + b'{"jsonrpc": "2.0"'
+                    )
+            time.sleep(0.5)
+            served.still_serves()
+    finally:
+        crashes.removeHandler(caplog.handler)
+    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.http"]
+    assert said.count('A client hung up during POST "/mcp"') >= 1
+    assert [record for record in caplog.records if record.exc_info or record.levelno >= logging.WARNING] == []
 
 
-def test_connections_that_never_finish_their_headers_are_closed(served: Served) -> None:
+@pytest.mark.parametrize(
+    "where", [pytest.param("served", id="in-process"), pytest.param("served_process", id="process")]
+)
+def test_connections_that_never_finish_their_headers_are_closed(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    served: Served = request.getfixturevalue(where)
     slow = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(20)]
     try:
         for raw in slow:
@@ -248,7 +283,8 @@ def test_auth_scheme_variants(served: Served, authorization: str, status: int) -
     assert len(answer.content) < (10_000 if status == 200 else ERROR_BYTES)
 
 
-def test_nothing_caller_sent_reaches_the_log_unquoted(served: Served) -> None:
+def test_nothing_caller_sent_reaches_the_log_unquoted(served_process: Served) -> None:
+    served = served_process
     marker = "\x1b[31mINJECTED\u202e"
     served.call("list_sources", {marker: 1})
     served.call(marker * 1000, {})
