@@ -150,6 +150,11 @@ async def test_a_name_taken_in_the_group_is_a_conflict_on_v2() -> None:
 # ------------------------------------------------------------------ operations v2 has not published
 
 CALLS_OF = {
+    "create_source": [
+        ("create_source", {"type": "postgres", "credentials": POSTGRES, "group_id": GROUPS[0]}),
+    ],
+    "update_source": [("update_source", {"source_id": 2, "label": "Renamed"})],
+    "delete_source": [("delete_source", {"source_id": 2})],  # confirm_name: the name it has
     "refresh_tables": [("refresh_source_tables", {"source_id": 2})],
     "refresh_tables_status": [("get_refresh_tables_status", {"source_id": 2})],
     "tables": [("list_source_tables", {"source_id": 2})],
@@ -172,8 +177,18 @@ async def test_an_operation_missing_on_v2_says_so_in_one_sentence_with_the_next_
                     (tool, {**arguments, "refresh_key": job.structured_content["refresh_key"]})
                     for tool, arguments in calls
                 ]
+            if operation == "delete_source":
+                source = await call_ok(client, "get_source", {"source_id": 2})
+                assert source.structured_content is not None
+                calls = [
+                    ("delete_source", {"source_id": 2, "confirm_name": source.structured_content["name"]})
+                ]
+            before = {source_id: dict(source) for source_id, source in sandbox.workspace.sources.items()}
             texts = [await call_error(client, tool, arguments) for tool, arguments in calls]
             still_served = await call_ok(client, "get_source", {"source_id": 2})
+            assert {
+                source_id: dict(source) for source_id, source in sandbox.workspace.sources.items()
+            } == before
     assert still_served.structured_content is not None
     for text in texts:
         assert "No source with id" not in text
@@ -307,7 +322,16 @@ def test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin() -> None:
     assert set(V2.hosts) == {"us"}
     assert json.dumps(sorted(V2.provisional)) == json.dumps(
         sorted(
-            ["refresh_tables", "refresh_tables_status", "list_tables", "list_source_types", "get_source_type"]
+            [
+                "create_source",
+                "update_source",
+                "delete_source",
+                "refresh_tables",
+                "refresh_tables_status",
+                "list_tables",
+                "list_source_types",
+                "get_source_type",
+            ]
         )
     )
 

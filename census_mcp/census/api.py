@@ -162,8 +162,12 @@ V2 = ApiVersion(
         "create one in your user settings, under Personal Access Tokens, then set CENSUS_API_TOKEN."
     ),
     group_field="group_id",
+    # Only reading a source and listing them are known to exist on v2 (Census's Terraform provider).
     provisional=frozenset(
         {
+            Operation.CREATE_SOURCE,
+            Operation.UPDATE_SOURCE,
+            Operation.DELETE_SOURCE,
             Operation.REFRESH_TABLES,
             Operation.REFRESH_TABLES_STATUS,
             Operation.LIST_TABLES,
