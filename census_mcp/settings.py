@@ -544,7 +544,7 @@ class Settings:
         """Fail at start-up, with one line that says what to set, when Census cannot be called
         or the HTTP server would be open to anyone."""
         if serving_http:
-            _require_http_auth_of(self)
+            require_http_auth(self)
         if not self.sandbox and self.token is None and not self.passthrough:
             kind = API_VERSIONS[self.api_version].credential_kind
             raise SettingsError(
@@ -576,7 +576,8 @@ def _check_base_url(url: str) -> None:
         raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {_BASE_URL_EXAMPLE}.")
 
 
-def _require_http_auth_of(settings: Settings) -> None:
+def require_http_auth(settings: Settings) -> None:
+    """Refuse, in one line, an HTTP server that would be open to anyone or could not call Census."""
     if settings.no_auth:
         if settings.host not in LOOPBACK_HOSTS:
             raise SettingsError(
