@@ -61,7 +61,7 @@ async def examine(config: Settings) -> Report:
         report.add("warn", warning)
     if config.sandbox:
         report.add("ok", "network: none needed, the sandbox runs in-process")
-    reachable = config.sandbox or await _network_lines(config.api_base_url, report)
+    reachable = config.sandbox or await _network_lines(config.api_base_url, api.host_settings, report)
     if reachable and (config.sandbox or config.token is not None):
         await _census_lines(config, report)
     elif reachable and config.passthrough:
@@ -115,7 +115,7 @@ def _token_line(config: Settings, report: Report) -> None:
     report.add("warn" if api.token_mismatch(token) else "ok", f"token: {kind}, {len(token)} characters")
 
 
-async def _network_lines(base_url: str, report: Report) -> bool:
+async def _network_lines(base_url: str, host_settings: str, report: Report) -> bool:
     """DNS, then TLS (or plain HTTP to a loopback host); False when Census cannot be reached."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -126,8 +126,7 @@ async def _network_lines(base_url: str, report: Report) -> bool:
     except (OSError, TimeoutError) as exc:
         report.add(
             "FAIL",
-            f"DNS: {host} does not resolve ({type(exc).__name__}); check --base-url, CENSUS_REGION "
-            "and the network",
+            f"DNS: {host} does not resolve ({type(exc).__name__}); check {host_settings} and the network",
         )
         return False
     shown = ", ".join(sorted({str(address[4][0]) for address in addresses})[:3])

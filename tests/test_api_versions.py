@@ -252,8 +252,18 @@ async def test_every_tool_says_v1_is_retired_and_how_to_switch(status: int) -> N
     [
         ("v2", "secret-token:a-workspace-token", "looks like a v1 workspace API token"),
         ("v1", "a-personal-access-token", "if it is a personal access token, it works with API v2 only"),
-        ("v1", "secret-token:revoked", "Check CENSUS_API_TOKEN: it must be a workspace API token"),
-        ("v2", "revoked-personal-access-token", "Check CENSUS_API_TOKEN: it must be a personal access token"),
+        (
+            "v1",
+            "secret-token:revoked",
+            "it must be a workspace API token (secret-token:...) for this host "
+            "(CENSUS_REGION / CENSUS_API_BASE_URL)",
+        ),
+        # v2 has one host, so no region to check.
+        (
+            "v2",
+            "revoked-personal-access-token",
+            "it must be a personal access token for this host (CENSUS_API_BASE_URL).",
+        ),
     ],
 )
 async def test_a_rejected_token_of_the_other_kind_is_named(version: str, token: str, named: str) -> None:

@@ -166,6 +166,11 @@ def test_json_is_one_document_on_errors_too() -> None:
 def test_a_base_url_no_request_could_use_is_refused_at_start_up(base_url: str, complaint: str) -> None:
     done = _run("call", "list_sources", "--token", "secret-token:x", "--base-url", base_url)
     assert done.returncode == 2
+    assert "e.g. https://app.getcensus.com/api/v1." in done.stderr
+    on_v2 = _run("call", "list_sources", "--token", "pat", "--api-version", "v2", "--base-url", base_url)
+    assert on_v2.returncode == 2
+    assert complaint in on_v2.stderr
+    assert "e.g. https://app.getcensus.com/api/v2." in on_v2.stderr
     assert done.stderr.count("\n") == 1
     assert complaint in done.stderr
     assert "pw" not in done.stderr
