@@ -104,9 +104,13 @@ async def test_sources_carry_their_group_and_list_sources_counts_and_filters_by_
     assert {item["id"] for item in data["sources"]} == expected
     assert data["counts"]["by_group"] == ({group: len(expected)} if expected else {})
     assert f"group {group}" in result_text(filtered).splitlines()[0]
-    none = await call_ok(client, "list_sources", {"group_id": "no_such_group"})
+    none = await call_ok(client, "list_sources", {"group_id": group.upper()})
     assert none.structured_content is not None
     assert none.structured_content["total"] == 0
+    # Group ids are exact: a miscased one is named, with the groups there are.
+    hint = f"No source in the workspace has group {group.upper()}; the groups it has: "
+    assert hint in result_text(none)
+    assert all(known in result_text(none).split(hint)[1] for known in GROUPS)
 
 
 async def test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1(sandbox: Sandbox) -> None:
