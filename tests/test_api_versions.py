@@ -104,9 +104,13 @@ async def test_sources_carry_their_group_and_list_sources_counts_and_filters_by_
     assert {item["id"] for item in data["sources"]} == expected
     assert data["counts"]["by_group"] == ({group: len(expected)} if expected else {})
     assert f"group {group}" in result_text(filtered).splitlines()[0]
-    none = await call_ok(client, "list_sources", {"group_id": "no_such_group"})
+    none = await call_ok(client, "list_sources", {"group_id": group.upper()})
     assert none.structured_content is not None
     assert none.structured_content["total"] == 0
+    # Group ids are exact: a miscased one is named, with the groups there are.
+    hint = f"No source in the workspace has group {group.upper()}; the groups it has: "
+    assert hint in result_text(none)
+    assert all(known in result_text(none).split(hint)[1] for known in GROUPS)
 
 
 async def test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1(sandbox: Sandbox) -> None:
@@ -150,6 +154,11 @@ async def test_a_name_taken_in_the_group_is_a_conflict_on_v2() -> None:
 # ------------------------------------------------------------------ operations v2 has not published
 
 CALLS_OF = {
+    "create_source": [
+        ("create_source", {"type": "postgres", "credentials": POSTGRES, "group_id": GROUPS[0]}),
+    ],
+    "update_source": [("update_source", {"source_id": 2, "label": "Renamed"})],
+    "delete_source": [("delete_source", {"source_id": 2})],  # confirm_name: the name it has
     "refresh_tables": [("refresh_source_tables", {"source_id": 2})],
     "refresh_tables_status": [("get_refresh_tables_status", {"source_id": 2})],
     "tables": [("list_source_tables", {"source_id": 2})],
@@ -172,8 +181,18 @@ async def test_an_operation_missing_on_v2_says_so_in_one_sentence_with_the_next_
                     (tool, {**arguments, "refresh_key": job.structured_content["refresh_key"]})
                     for tool, arguments in calls
                 ]
+            if operation == "delete_source":
+                source = await call_ok(client, "get_source", {"source_id": 2})
+                assert source.structured_content is not None
+                calls = [
+                    ("delete_source", {"source_id": 2, "confirm_name": source.structured_content["name"]})
+                ]
+            before = {source_id: dict(source) for source_id, source in sandbox.workspace.sources.items()}
             texts = [await call_error(client, tool, arguments) for tool, arguments in calls]
             still_served = await call_ok(client, "get_source", {"source_id": 2})
+            assert {
+                source_id: dict(source) for source_id, source in sandbox.workspace.sources.items()
+            } == before
     assert still_served.structured_content is not None
     for text in texts:
         assert "No source with id" not in text
@@ -237,8 +256,18 @@ async def test_every_tool_says_v1_is_retired_and_how_to_switch(status: int) -> N
     [
         ("v2", "secret-token:a-workspace-token", "looks like a v1 workspace API token"),
         ("v1", "a-personal-access-token", "if it is a personal access token, it works with API v2 only"),
-        ("v1", "secret-token:revoked", "Check CENSUS_API_TOKEN: it must be a workspace API token"),
-        ("v2", "revoked-personal-access-token", "Check CENSUS_API_TOKEN: it must be a personal access token"),
+        (
+            "v1",
+            "secret-token:revoked",
+            "it must be a workspace API token (secret-token:...) for this host "
+            "(CENSUS_REGION / CENSUS_API_BASE_URL)",
+        ),
+        # v2 has one host, so no region to check.
+        (
+            "v2",
+            "revoked-personal-access-token",
+            "it must be a personal access token for this host (CENSUS_API_BASE_URL).",
+        ),
     ],
 )
 async def test_a_rejected_token_of_the_other_kind_is_named(version: str, token: str, named: str) -> None:
@@ -307,7 +336,16 @@ def test_every_api_path_lives_in_the_one_mapping_and_its_sandbox_twin() -> None:
     assert set(V2.hosts) == {"us"}
     assert json.dumps(sorted(V2.provisional)) == json.dumps(
         sorted(
-            ["refresh_tables", "refresh_tables_status", "list_tables", "list_source_types", "get_source_type"]
+            [
+                "create_source",
+                "update_source",
+                "delete_source",
+                "refresh_tables",
+                "refresh_tables_status",
+                "list_tables",
+                "list_source_types",
+                "get_source_type",
+            ]
         )
     )
 

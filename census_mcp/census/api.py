@@ -127,6 +127,11 @@ class ApiVersion:
             )
         return "Do it in the Census UI."
 
+    @property
+    def host_settings(self) -> str:
+        """The settings that choose the host: the region only where a version has more than one."""
+        return "CENSUS_REGION / CENSUS_API_BASE_URL" if len(self.hosts) > 1 else "CENSUS_API_BASE_URL"
+
     def token_mismatch(self, token: str) -> str | None:
         """A sentence naming the likely mix-up when a token of the other version's kind is used."""
         workspace_token = token.startswith(WORKSPACE_TOKEN_PREFIX)
@@ -162,8 +167,12 @@ V2 = ApiVersion(
         "create one in your user settings, under Personal Access Tokens, then set CENSUS_API_TOKEN."
     ),
     group_field="group_id",
+    # Only reading a source and listing them are known to exist on v2 (Census's Terraform provider).
     provisional=frozenset(
         {
+            Operation.CREATE_SOURCE,
+            Operation.UPDATE_SOURCE,
+            Operation.DELETE_SOURCE,
             Operation.REFRESH_TABLES,
             Operation.REFRESH_TABLES_STATUS,
             Operation.LIST_TABLES,

@@ -412,10 +412,10 @@ class _Endpoints:
     def routes(self) -> list[Route]:
         return [
             Route("/sources", self.list_sources, methods=["GET"]),
-            Route("/sources", self.create_source, methods=["POST"]),
+            self._route("create_source", "/sources", self.create_source, "POST"),
             Route("/sources/{source_id}", self.get_source, methods=["GET"]),
-            Route("/sources/{source_id}", self.update_source, methods=["PATCH"]),
-            Route("/sources/{source_id}", self.delete_source, methods=["DELETE"]),
+            self._route("update_source", "/sources/{source_id}", self.update_source, "PATCH"),
+            self._route("delete_source", "/sources/{source_id}", self.delete_source, "DELETE"),
             self._route("refresh_tables", "/sources/{source_id}/refresh_tables", self.refresh_tables, "POST"),
             self._route(
                 "refresh_tables_status", "/sources/{source_id}/refresh_tables_status", self.refresh_status

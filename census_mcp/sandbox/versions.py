@@ -19,7 +19,15 @@ SANDBOX_TOKENS = {"v1": SANDBOX_TOKEN, "v2": SANDBOX_PAT}
 GROUPS = ("abundant_giraffe", "steady_heron", "quiet_lynx")
 """Fivetran groups the seeded sources are spread over; a PAT sees all of them."""
 
-V2_OPERATIONS = ("refresh_tables", "refresh_tables_status", "tables", "source_types")
+V2_OPERATIONS = (
+    "create_source",
+    "update_source",
+    "delete_source",
+    "refresh_tables",
+    "refresh_tables_status",
+    "tables",
+    "source_types",
+)
 """The v2 operations Census has not published, which SandboxConfig.missing_v2 can take away."""
 MISSING_STATUSES = (404, 405, 410)
 RETIRED_STATUSES = (410, 401, 404)
