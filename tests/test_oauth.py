@@ -155,6 +155,15 @@ async def test_a_token_without_the_write_scope_sees_and_may_call_only_the_reads(
         assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
 
 
+@pytest.mark.parametrize("scp", [f"{READ} {WRITE}", [READ, WRITE]], ids=["string", "list"])
+async def test_scopes_in_scp_count_as_a_string_or_a_list(served: Served, sandbox: Sandbox, scp: Any) -> None:
+    """Entra ID sends `scp` as one space-separated string, Okta as a list; either grants its scopes."""
+    async with with_token(served.url, served.token(scope=None, scp=scp)) as client:
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
+        await call_ok(client, "update_source", {"source_id": 2, "label": "Via scp"})
+    assert sandbox.workspace.sources[2]["label"] == "Via scp"
+
+
 async def test_read_only_wins_over_every_scope(
     sandbox: Sandbox, authorization_server: AuthorizationServer
 ) -> None:

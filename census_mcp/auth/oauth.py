@@ -209,20 +209,29 @@ class IntrospectionVerifier(TokenVerifier):
 
 
 def access_token(token: str, claims: Mapping[str, Any], audience: str) -> AccessToken:
-    """The SDK's AccessToken for verified claims; scopes from `scope` (RFC 9068) or `scp` (Entra, Okta)."""
-    scope = claims.get("scope")
-    scopes = scope.split() if isinstance(scope, str) else list(claims.get("scp") or [])
+    """The SDK's AccessToken for verified claims; scopes from `scope` (RFC 9068) and `scp` (Entra, Okta)."""
     client_id = claims.get("client_id") or claims.get("azp") or claims.get("cid") or claims.get("appid") or ""
     return AccessToken(
         token=token,
         client_id=str(client_id),
-        scopes=[str(scope) for scope in scopes],
+        scopes=scopes_of(claims),
         # The SDK's own bearer check compares this with its clock: give it the same allowance for skew.
         expires_at=int(claims["exp"]) + CLOCK_SKEW_SECONDS,
         resource=audience,
         subject=str(claims.get("sub", "")),
         claims=dict(claims),
     )
+
+
+def scopes_of(claims: Mapping[str, Any]) -> list[str]:
+    """The scopes a token grants: `scope` and `scp` may each be a space-separated string (RFC 9068,
+    Entra ID) or a list (Okta); a token may carry both."""
+    scopes: list[str] = []
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        named = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        scopes += [str(scope) for scope in named if str(scope) not in scopes]
+    return scopes
 
 
 class RememberingVerifier(TokenVerifier):
