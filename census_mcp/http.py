@@ -80,7 +80,8 @@ def resource_server(settings: Settings) -> ResourceServer:
     secret = settings.oauth_client_secret
     config = OAuthConfig(
         issuer=settings.oauth_issuer or "",
-        audience=settings.resource_url,
+        resource=settings.resource_url,
+        audience=settings.token_audience,
         read_scope=settings.oauth_read_scope,
         write_scope=settings.oauth_write_scope,
         jwks_url=settings.oauth_jwks_url,

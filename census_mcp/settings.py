@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import AnyHttpUrl, SecretStr, TypeAdapter, ValidationError
 
 from census_mcp.census.api import API_VERSIONS, V1_RETIREMENT, VersionName, default_version
 from census_mcp.census.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
@@ -290,6 +290,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("port", "--port", "CENSUS_MCP_PORT", "Port with --transport http.", parse=_port, default=8000),
     Option(
+        "public_url",
+        "--public-url",
+        "CENSUS_MCP_PUBLIC_URL",
+        "With --transport http: the URL clients reach this server at, behind any proxy "
+        "(https://mcp.example.com); with --auth oauth, its /mcp is the resource the protected-resource "
+        "metadata names. Default: http://HOST:PORT.",
+    ),
+    Option(
         "auth",
         "--auth",
         "CENSUS_MCP_AUTH",
@@ -309,8 +317,9 @@ OPTIONS: tuple[Option, ...] = (
         "oauth_audience",
         "--oauth-audience",
         "CENSUS_MCP_OAUTH_AUDIENCE",
-        "With --auth oauth: the audience tokens must name, this server's public /mcp URL (RFC 8707). "
-        "Default: http://HOST:PORT/mcp.",
+        "With --auth oauth: the audience (aud) access tokens must carry: a URL, or whatever your identity "
+        "provider puts there (Entra ID: the API's application ID, or its api:// URI). "
+        "Default: PUBLIC_URL/mcp (RFC 8707).",
     ),
     Option(
         "oauth_read_scope",
@@ -452,6 +461,7 @@ class Settings:
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str | None = None
     auth: Literal["token", "passthrough", "oauth"] = "token"
     oauth_issuer: str | None = None
     oauth_audience: str | None = None
@@ -472,6 +482,17 @@ class Settings:
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        okta = "https://YOUR-ORG.okta.com/oauth2/default"
+        for dest, example in (
+            ("public_url", "https://mcp.example.com"),
+            ("oauth_issuer", okta),
+            ("oauth_jwks_url", f"{okta}/v1/keys"),
+            ("oauth_introspection_url", f"{okta}/v1/introspect"),
+        ):
+            url = getattr(self, dest)
+            if url is not None and (problem := _url_problem(url)):
+                option = next(option for option in OPTIONS if option.dest == dest)
+                raise SettingsError(f"{option.flag} ({option.env}) {problem}, e.g. {example}.")
         if self.sandbox:
             return
         if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:
@@ -520,9 +541,15 @@ class Settings:
 
     @property
     def resource_url(self) -> str:
-        """This server's public MCP URL, which OAuth access tokens must name as their audience."""
+        """This server's public MCP URL: the resource its OAuth metadata and challenges name."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (self.oauth_audience or f"http://{host}:{self.port}/mcp").rstrip("/")
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + "/mcp"
+
+    @property
+    def token_audience(self) -> str:
+        """The audience OAuth access tokens must carry: the resource URL (RFC 8707), unless the identity
+        provider names this API otherwise (Entra ID's application ID)."""
+        return self.oauth_audience or self.resource_url
 
     @property
     def secrets(self) -> list[str]:
@@ -558,22 +585,39 @@ _BASE_URL_EXAMPLE = API_VERSIONS["v1"].hosts["us"]
 
 
 def _check_base_url(url: str) -> None:
-    """Refuse, at start-up, a base URL no request could use; the URL itself is not echoed, as it may
-    carry credentials."""
-    parts = urlsplit(url)
-    problem = None
-    if parts.scheme not in ("http", "https"):
-        problem = "must start with https:// (or http:// for a local fake)"
-    elif not parts.hostname:
-        problem = "has no host"
-    elif parts.username or parts.password:
-        problem = "must not carry credentials: set the token with CENSUS_API_TOKEN"
-    elif parts.query or parts.fragment:
-        problem = "must not have a query or a fragment"
-    elif not _API_PATH.search(parts.path):
+    """Refuse, at start-up, a base URL no request could use."""
+    problem = _url_problem(url)
+    if problem is None and not _API_PATH.search(urlsplit(url).path):
         problem = "must end with the API's path, /api/v1 or /api/v2"
     if problem:
-        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {_BASE_URL_EXAMPLE}.")
+        advice = ": set the token with CENSUS_API_TOKEN" if problem == _CARRIES_CREDENTIALS else ""
+        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}{advice}, e.g. {_BASE_URL_EXAMPLE}.")
+
+
+_CARRIES_CREDENTIALS = "must not carry credentials"
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why an http(s) URL setting is unusable, or None; the URL itself is never echoed, as it may carry
+    credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "must start with https:// (or http:// for a local server)"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username or parts.password:
+        return _CARRIES_CREDENTIALS
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    try:
+        _HTTP_URL.validate_python(url)
+    except ValidationError:
+        return "is not a valid URL"
+    return None
 
 
 def _require_http_auth_of(settings: Settings) -> None:

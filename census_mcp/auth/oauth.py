@@ -4,9 +4,10 @@ The MCP authorization spec makes this server a resource server: it names its aut
 in protected-resource metadata (RFC 9728), and checks each access token it is given. A JWT is
 checked against the issuer's published keys (JWKS), fetched once, kept, and fetched again when a
 token names a key not yet seen (a rotation), at most once per cooldown. An opaque token is checked
-by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707),
-the expiry (with a small allowance for clock skew) and the scopes are checked; a token that fails
-any check is refused, and nothing about why reaches the caller.
+by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707, or
+the identity provider's name for it), the expiry (with a small allowance for clock skew) and the
+scopes are checked; a token that fails any check is refused, and nothing about why reaches the
+caller.
 
 The JWT checks are PyJWT's (a dependency of the mcp SDK already); only the key cache, the discovery
 of the endpoints and the mapping to the SDK's AccessToken are written here.
@@ -51,8 +52,11 @@ class OAuthSetupError(RuntimeError):
 @dataclass(frozen=True)
 class OAuthConfig:
     issuer: str
+    resource: str
+    """This server's public /mcp URL, which the protected-resource metadata names (RFC 9728)."""
     audience: str
-    """This server's own /mcp URL (RFC 8707): tokens must be minted for it."""
+    """What tokens must carry as `aud`: the resource URL (RFC 8707) or the provider's name for this
+    API (Entra ID's application ID)."""
     read_scope: str
     write_scope: str
     jwks_url: str | None = None
@@ -62,7 +66,7 @@ class OAuthConfig:
     client_secret: str | None = None
 
     def __repr__(self) -> str:
-        return f"OAuthConfig(issuer={self.issuer!r}, audience={self.audience!r})"
+        return f"OAuthConfig(issuer={self.issuer!r}, resource={self.resource!r}, audience={self.audience!r})"
 
 
 async def discover(config: OAuthConfig, http: httpx2.AsyncClient) -> OAuthConfig:
@@ -166,7 +170,7 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, httpx2.HTTPError, ValueError) as exc:
             logger.info("Refused an access token (%s)", type(exc).__name__)
             return None
-        return access_token(token, claims, self._config.audience)
+        return access_token(token, claims, self._config.resource)
 
 
 class IntrospectionVerifier(TokenVerifier):
@@ -205,10 +209,10 @@ class IntrospectionVerifier(TokenVerifier):
             or claims["exp"] + CLOCK_SKEW_SECONDS < now
         ):
             return None
-        return access_token(token, claims, self._config.audience)
+        return access_token(token, claims, self._config.resource)
 
 
-def access_token(token: str, claims: Mapping[str, Any], audience: str) -> AccessToken:
+def access_token(token: str, claims: Mapping[str, Any], resource: str) -> AccessToken:
     """The SDK's AccessToken for verified claims; scopes from `scope` (RFC 9068) and `scp` (Entra, Okta)."""
     client_id = claims.get("client_id") or claims.get("azp") or claims.get("cid") or claims.get("appid") or ""
     return AccessToken(
@@ -217,7 +221,7 @@ def access_token(token: str, claims: Mapping[str, Any], audience: str) -> Access
         scopes=scopes_of(claims),
         # The SDK's own bearer check compares this with its clock: give it the same allowance for skew.
         expires_at=int(claims["exp"]) + CLOCK_SKEW_SECONDS,
-        resource=audience,
+        resource=resource,
         subject=str(claims.get("sub", "")),
         claims=dict(claims),
     )
@@ -307,13 +311,14 @@ class ResourceServer:
         self.config = config
         self.write_tools = write_tools
         self.verifier = RememberingVerifier(DiscoveringVerifier(config))
-        audience = urlsplit(config.audience)
-        self.metadata_path = "/.well-known/oauth-protected-resource" + audience.path.rstrip("/")
-        self.metadata_url = f"{audience.scheme}://{audience.netloc}{self.metadata_path}"
+        resource = urlsplit(config.resource)
+        # RFC 9728 section 3.1: the well-known name goes between the host and the resource's path.
+        self.metadata_path = "/.well-known/oauth-protected-resource" + resource.path.rstrip("/")
+        self.metadata_url = f"{resource.scheme}://{resource.netloc}{self.metadata_path}"
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "resource": self.config.audience,
+            "resource": self.config.resource,
             "authorization_servers": [self.config.issuer],
             "scopes_supported": [self.config.read_scope, self.config.write_scope],
             "bearer_methods_supported": ["header"],
