@@ -501,7 +501,7 @@ class Settings:
                 f"(CENSUS_API_BASE_URL) with the {self.api_version} base URL Census gives you."
             )
         if self.base_url is not None:
-            _check_base_url(self.base_url)
+            _check_base_url(self.base_url, example=API_VERSIONS[self.api_version].hosts["us"])
         named = _API_PATH.search(self.base_url or "")
         if named and named.group(1) != self.api_version:
             raise SettingsError(
@@ -571,7 +571,7 @@ class Settings:
         """Fail at start-up, with one line that says what to set, when Census cannot be called
         or the HTTP server would be open to anyone."""
         if serving_http:
-            _require_http_auth_of(self)
+            require_http_auth(self)
         if not self.sandbox and self.token is None and not self.passthrough:
             kind = API_VERSIONS[self.api_version].credential_kind
             raise SettingsError(
@@ -581,17 +581,16 @@ class Settings:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_BASE_URL_EXAMPLE = API_VERSIONS["v1"].hosts["us"]
 
 
-def _check_base_url(url: str) -> None:
+def _check_base_url(url: str, *, example: str) -> None:
     """Refuse, at start-up, a base URL no request could use."""
     problem = _url_problem(url)
     if problem is None and not _API_PATH.search(urlsplit(url).path):
         problem = "must end with the API's path, /api/v1 or /api/v2"
     if problem:
         advice = ": set the token with CENSUS_API_TOKEN" if problem == _CARRIES_CREDENTIALS else ""
-        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}{advice}, e.g. {_BASE_URL_EXAMPLE}.")
+        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}{advice}, e.g. {example}.")
 
 
 _CARRIES_CREDENTIALS = "must not carry credentials"
@@ -620,7 +619,8 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-def _require_http_auth_of(settings: Settings) -> None:
+def require_http_auth(settings: Settings) -> None:
+    """Refuse, in one line, an HTTP server that would be open to anyone or could not call Census."""
     if settings.no_auth:
         if settings.host not in LOOPBACK_HOSTS:
             raise SettingsError(
