@@ -301,6 +301,24 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, OAuthSetupError) else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class RefusedWrite:
+    """A write refused at the edge for want of the write scope: who tried what, for the audit trail."""
+
+    access: AccessToken
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A refusal at the HTTP edge: its status and WWW-Authenticate header."""
+
+    status: int
+    header: str
+    refused_write: RefusedWrite | None = None
+
+
 class ResourceServer:
     """OAuth mode at the HTTP edge: the protected-resource metadata (RFC 9728) that lets clients find
     the authorization server, and the challenges (RFC 6750) for a missing or refused token, a token
@@ -325,34 +343,36 @@ class ResourceServer:
             "resource_name": "census-mcp",
         }
 
-    async def challenge(self, token: str | None, body: bytes) -> tuple[int, str] | None:
+    async def challenge(self, token: str | None, body: bytes) -> Challenge | None:
         """The status and WWW-Authenticate challenge to answer with, or None to let the call in."""
         read, write = self.config.read_scope, self.config.write_scope
         # A 401 names the least scope needed: a client signs in to read, and steps up to write only
         # when it writes.
         if token is None:
-            return 401, self._challenge(f'scope="{read}"')
+            return Challenge(401, self._challenge(f'scope="{read}"'))
         access = await self.verifier.verify_token(token)
         if access is None:
-            return 401, self._challenge(
-                'error="invalid_token"', 'error_description="The token was not accepted."', f'scope="{read}"'
-            )
+            refused = 'error="invalid_token"', 'error_description="The token was not accepted."'
+            return Challenge(401, self._challenge(*refused, f'scope="{read}"'))
         if read not in access.scopes:
-            return 403, self._challenge('error="insufficient_scope"', f'scope="{read}"')
-        if write not in access.scopes and _called_tool(body) in self.write_tools:
-            return 403, self._challenge(
+            return Challenge(403, self._challenge('error="insufficient_scope"', f'scope="{read}"'))
+        call = _tool_call(body)
+        if write not in access.scopes and call is not None and call[0] in self.write_tools:
+            header = self._challenge(
                 'error="insufficient_scope"',
                 f'scope="{read} {write}"',
                 f'error_description="This tool changes the workspace: it needs the {write} scope."',
             )
+            return Challenge(403, header, RefusedWrite(access, *call))
         return None
 
     def _challenge(self, *parts: str) -> str:
         return "Bearer " + ", ".join([*parts, f'resource_metadata="{self.metadata_url}"'])
 
 
-def _called_tool(body: bytes) -> str | None:
-    """The tool a JSON-RPC tools/call names, or None for any other message (or none at all)."""
+def _tool_call(body: bytes) -> tuple[str, dict[str, Any]] | None:
+    """The tool a JSON-RPC tools/call names and its arguments, or None for any other message (or none
+    at all)."""
     try:
         message = json.loads(body)
     except ValueError:
@@ -360,5 +380,7 @@ def _called_tool(body: bytes) -> str | None:
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
     params = message.get("params")
-    name = params.get("name") if isinstance(params, dict) else None
-    return name if isinstance(name, str) else None
+    if not isinstance(params, dict) or not isinstance(name := params.get("name"), str):
+        return None
+    arguments = params.get("arguments")
+    return name, arguments if isinstance(arguments, dict) else {}
