@@ -289,7 +289,7 @@ def list_cache(settings: Settings) -> ListStore:
         return local
     from census_mcp.census.shared_cache import SharedListCache
 
-    return SharedListCache(settings.cache_url, settings.cache_seconds, local=local)
+    return SharedListCache(settings.cache_url.get_secret_value(), settings.cache_seconds, local=local)
 
 
 def census_client(settings: Settings) -> CensusClient:

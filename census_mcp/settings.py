@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AnyHttpUrl, SecretStr, TypeAdapter, ValidationError
 
@@ -57,7 +57,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     """Matched without regard to case."""
     file_env: str | None = None
-    """For a secret: a variable naming a file that holds it (Docker and Kubernetes secrets)."""
+    """Each secret has one: a variable naming a file that holds it (Docker and Kubernetes secrets). Its
+    value is kept as a SecretStr, which no repr shows."""
 
 
 def _switch(value: str) -> bool:
@@ -199,8 +200,10 @@ OPTIONS: tuple[Option, ...] = (
         "cache_url",
         "--cache-url",
         "CENSUS_MCP_CACHE_URL",
-        "redis://HOST:PORT/DB: the list cache shared by every worker and host (pip install "
-        "'census-mcp[redis]'); without it, each process keeps its own.",
+        "redis://HOST:PORT/DB (redis://:PASSWORD@HOST:PORT/DB): the list cache shared by every worker "
+        "and host (pip install 'census-mcp[redis]'); without it, each process keeps its own. A secret, "
+        "as it may hold Redis's password.",
+        file_env="CENSUS_MCP_CACHE_URL_FILE",
     ),
     Option(
         "cache_max_mb",
@@ -449,7 +452,7 @@ class Settings:
     cache_seconds: float = 30.0
     cache_max_entries: int = DEFAULT_MAX_ENTRIES
     cache_max_mb: float = DEFAULT_MAX_BYTES // 2**20
-    cache_url: str | None = None
+    cache_url: SecretStr | None = None
     census_connections: int = DEFAULT_MAX_CONNECTIONS
     max_result_bytes: int = 24 * 1024
     max_attempts: int = 6
@@ -554,8 +557,13 @@ class Settings:
     @property
     def secrets(self) -> list[str]:
         """Every secret these settings hold, for scrubbing by value from logs and audit lines."""
-        held = (self.token, self.auth_token, self.oauth_client_secret)
-        return [secret.get_secret_value() for secret in held if secret]
+        held = (self.token, self.auth_token, self.oauth_client_secret, self.cache_url)
+        values = [secret.get_secret_value() for secret in held if secret]
+        if self.cache_url is not None:
+            # Redis's password may be logged on its own (redis-py's errors), and as written or decoded.
+            password = _password_in(self.cache_url.get_secret_value())
+            values += [password, unquote(password)] if password else []
+        return values
 
     @property
     def oauth(self) -> bool:
@@ -595,6 +603,13 @@ def _check_base_url(url: str, *, example: str) -> None:
 
 _CARRIES_CREDENTIALS = "must not carry credentials"
 _HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _password_in(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def _url_problem(url: str) -> str | None:
@@ -694,9 +709,9 @@ def from_arguments(
         values[option.dest] = _parse(option, given)
     if values["api_version"] is None:
         values["api_version"] = default_version(today or date.today())
-    for secret in ("token", "auth_token", "oauth_client_secret"):
-        if values[secret] is not None:
-            values[secret] = SecretStr(values[secret])
+    for option in OPTIONS:
+        if option.file_env and values[option.dest] is not None:
+            values[option.dest] = SecretStr(values[option.dest])
     return Settings(**values)
 
 

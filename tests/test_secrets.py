@@ -383,6 +383,27 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert MASK in written
 
 
+def test_the_servers_logging_scrubs_the_redis_password_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared cache's URL may hold Redis's password: neither it nor the password alone (as a
+    redis error might say it) reaches a log line."""
+    password = _canary("redis-pw")
+    url = f"redis://:{password}@redis.internal:6379/0"
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(Settings(token=SecretStr(TOKEN), cache_url=SecretStr(url), log_level="ERROR"))
+        logger = logging.getLogger("tests.secrets.redis")
+        logger.error("cannot reach %s", url)
+        logger.error("AUTH %s refused", password)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("tests.secrets.redis: cannot reach [redacted]")
+    assert lines[1].endswith("tests.secrets.redis: AUTH [redacted] refused")
+
+
 def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureFixture[str]) -> None:
     """Logging as the server sets it up (at --log-level ERROR here): the Census token and the MCP auth
     token clients present are cut out of any line that carries them, even as free text that names
