@@ -60,7 +60,9 @@ def _check(lines: list[dict[str, Any]], principal: dict[str, str], secrets: list
     assert created["type"] == "postgres"
     assert created["label"] == "Audited"
     assert isinstance(created["source_id"], int)
+    assert created["census_status"] == 201  # what the sandbox answers a create with
     assert refused["source_id"] == 2
+    assert refused["census_status"] is None  # never sent
     assert failed["census_status"] == 404
     assert all(line["principal"] == principal for line in lines)
     assert all(line["event"] == "census_write" and line["time"].endswith("Z") for line in lines)
