@@ -190,6 +190,14 @@ def test_the_audience_may_be_the_providers_own_name_for_the_api(
         assert metadata.json()["resource"] == served.url
         assert _post(served.url, served.issuer.mint(audience=audience, scopes=[READ])).status_code == 200
         assert _post(served.url, served.token([READ])).status_code == 401
+        other_app = served.issuer.mint(audience="0b7c5d2e-1a3f-4c6d-8e9f-a1b2c3d4e5f6", scopes=[READ])
+        assert _post(served.url, other_app).status_code == 401
+
+
+def test_a_token_for_an_entra_app_is_refused_when_the_audience_is_left_to_its_default(
+    served: Served,
+) -> None:
+    assert _post(served.url, served.issuer.mint(audience=ENTRA_APP_ID, scopes=[READ])).status_code == 401
 
 
 def test_behind_a_proxy_the_public_url_is_the_resource_and_the_default_audience(
