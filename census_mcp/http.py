@@ -45,9 +45,11 @@ LOCAL_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 _MAX_TOKEN_CHARS = 4096
 _METADATA_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=3600"}
 MAX_ERROR_BYTES = 1024
-# Keys in one request body, counted as `":` before any parsing, in C: a real call has a few dozen;
-# the argument bounds the tools check (500 keys and items) come after the SDK has parsed the body.
-MAX_BODY_KEYS = 2000
+# Commas and colons in one request body, counted before any parsing, in C. Every key needs a colon
+# and every item after a container's first a comma, whatever the whitespace, so this bounds what
+# parsing can cost. The tools' own bound (500 keys and items, checked once the SDK has parsed the
+# body) allows about 1,000; a real call has a few dozen.
+MAX_BODY_SEPARATORS = 4000
 # The SDK repeats a request's id, method, names and uris in its answers and logs, word for word; the
 # gate bounds them (a call's arguments the tools bound, and quote, themselves).
 MAX_ID_CHARS = 128
@@ -144,7 +146,7 @@ class Gate:
             # Nothing to answer and nothing wrong with the server: one quiet line, not a traceback.
             logger.info("A client hung up during %s %s", scope["method"], quote(scope["path"], 100))
             return
-        if body is None or body.count(b'":') > MAX_BODY_KEYS:
+        if body is None or body.count(b",") + body.count(b":") > MAX_BODY_SEPARATORS:
             # Refused before the SDK parses it, whose work grows with the keys in it.
             await _error(413, "request_too_large", "The request is larger than any call needs.")(
                 scope, receive, send

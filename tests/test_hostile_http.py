@@ -58,6 +58,11 @@ def _tool_call(tool: str, arguments: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
 
 
+def _tool_call_text(tool: str, arguments: str) -> bytes:
+    """A tools/call whose arguments are this JSON text, spacing and all."""
+    return _tool_call(tool, None).replace(b'"arguments": null', b'"arguments": ' + arguments.encode())
+
+
 def _message(method: str, params: Any = None, request_id: Any = 1) -> bytes:
     message = {"jsonrpc": "2.0", "id": request_id, "method": method}
     return json.dumps(message | ({} if params is None else {"params": params})).encode()
@@ -152,15 +157,33 @@ def test_work_per_request_is_bounded_before_validation(served: Served) -> None:
     assert "nested deeper than 8 levels" in _error_text(served.call("create_source", {"credentials": deep}))
     long_text = _error_text(served.call("list_sources", {"name_contains": "x" * 70_000}))
     assert "a text value longer than 65,536 characters" in long_text
-    # More keys than the gate lets the SDK parse: refused on a count of the body's bytes.
-    for keys in (20_000, 100_000):
-        too_many = served.call("list_sources", {f"k{n}": n for n in range(keys)})
-        assert too_many.status_code == 413
+    # More structure than the gate lets the SDK parse: refused on a count of the body's commas and
+    # colons, which no spacing hides, in keys or in items. All but the first are under the body
+    # limit, so only the count refuses them (the tools' own bound would answer 200).
+    for arguments in (
+        json.dumps({f"k{n}": n for n in range(100_000)}),
+        json.dumps({f"k{n}": n for n in range(20_000)}),
+        "{" + ",".join(f'"k{n}" :1' for n in range(10_000)) + "}",
+        '{"x": [' + ",".join(["1"] * 100_000) + "]}",
+        '{"x": [' + ",".join(["{}"] * 80_000) + "]}",
+    ):
+        body = _tool_call_text("list_sources", arguments)
+        too_many = served.post(body)
+        assert too_many.status_code == 413, (len(body), too_many.text[:200])
         assert len(too_many.content) < ERROR_BYTES
-    # A real create, at the size of the largest, still goes through.
-    credentials = {f"field_{n}": "v" * 100 for n in range(99)} | {"database": "d"}
-    created = served.call("create_source", {"type": "postgres", "credentials": credentials})
-    assert created.status_code == 200
+    # The largest real creates still go through: 100 credential fields of 2,000 characters each
+    # (as many as the schema allows), a key pair of 58 KB, and a service account key, JSON text
+    # whose own colons and commas count too.
+    wide = {"hostname": "db.example.com", "port": 5432, "database": "d", "user": "u", "password": "p"}
+    wide |= {f"field_{n}": "v" * 2000 for n in range(100 - len(wide))}
+    key = "\n".join(["-----BEGIN PRIVATE KEY-----", *["A" * 64] * 900, "-----END PRIVATE KEY-----"])
+    keyed = {"account": "a", "user": "u", "warehouse": "w", "use_keypair": True, "private_key_pkcs8": key}
+    account = {"type": "service_account", "project_id": "p", "private_key": key[:3000]}
+    account |= {f"field_{n}": f"https://example.com:443/{n}" for n in range(50)}
+    service = {"project_id": "p", "location": "US", "service_account_key": json.dumps(account)}
+    for source_type, credentials in (("postgres", wide), ("snowflake", keyed), ("big_query", service)):
+        created = served.call("create_source", {"type": source_type, "credentials": credentials})
+        assert _result(created)["isError"] is False, _result(created)
     served.still_serves()
 
 
