@@ -29,6 +29,12 @@ commands:
 """
 
 
+_JSON_HELP = (
+    "tools: print tools/list as a client receives it; "
+    "call: one JSON document (isError, text, structuredContent)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="census-mcp",
@@ -37,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"census-mcp {__version__}")
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     settings.add_arguments(parser)
     # The same options after a command: left out of the namespace unless given there.
     after = argparse.ArgumentParser(add_help=False)
@@ -44,13 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{tools,call,doctor,sandbox-reset}")
     tools = commands.add_parser("tools", parents=[after], help="list the tools, or describe one")
     tools.add_argument("name", nargs="?", help="a tool's name: show its arguments and an example call")
-    tools.add_argument("--json", action="store_true", help="print tools/list as a client receives it")
     call = commands.add_parser("call", parents=[after], help="call one tool and print its text result")
     call.add_argument("tool", help="tool name, e.g. list_sources")
-    call.add_argument("arguments", nargs="?", default="{}", help="tool arguments as a JSON object")
-    call.add_argument(
-        "--json", action="store_true", help="print one JSON document: isError, text, structuredContent"
-    )
+    call.add_argument("arguments", nargs="?", help="tool arguments as a JSON object (default {})")
+    for command in (tools, call):
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP)
     commands.add_parser("doctor", parents=[after], help="check the setup, one line per check")
     commands.add_parser("sandbox-reset", parents=[after], help="start the kept sandbox afresh")
     return parser
@@ -67,17 +72,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes a command's positionals in one run, so the JSON of `call TOOL --sandbox JSON`
+    # comes back unrecognized: it is the arguments all the same.
+    if args.command == "call" and args.arguments is None and extra[:1] and not extra[0].startswith("-"):
+        args.arguments = extra.pop(0)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         config = settings.from_arguments(args)
+        if args.command == "doctor":  # it reports the warnings among its lines
+            from census_mcp.doctor import run_doctor
+
+            return run_doctor(config)
         for warning in config.warnings():
             print(f"census-mcp: warning: {warning}", file=sys.stderr)
         if args.command == "sandbox-reset":
             return _reset_sandbox(config)
-        if args.command == "doctor":
-            from census_mcp.doctor import run_doctor
-
-            return run_doctor(config)
         serving_http = args.command is None and config.transport == "http"
         if args.command != "tools":
             config.require_credentials(serving_http=serving_http)
@@ -89,22 +100,28 @@ def _run(argv: Sequence[str] | None) -> int:
 
         server = build_server(config)
     except settings.SettingsError as exc:
-        print(f"census-mcp: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(str(exc), as_json=args.json)
     if args.command == "tools":
         return _show_tools(server, config, args.name, as_json=args.json)
     if args.command == "call":
         try:
-            arguments = json.loads(args.arguments)
+            arguments = json.loads(args.arguments or "{}")
         except json.JSONDecodeError as exc:
-            print(f"census-mcp: the arguments are not valid JSON ({exc.msg}).", file=sys.stderr)
-            return 2
+            return _refuse(f"the arguments are not valid JSON ({exc.msg}).", as_json=args.json)
         if not isinstance(arguments, dict):
-            print("census-mcp: the arguments must be a JSON object.", file=sys.stderr)
-            return 2
+            return _refuse("the arguments must be a JSON object.", as_json=args.json)
         return _call(server, args.tool, arguments, as_json=args.json)
     server.run()
     return 0
+
+
+def _refuse(message: str, *, as_json: bool) -> int:
+    """A mistake on the command line: one line on stderr, and with --json a document on stdout too,
+    so that a pipeline into jq sees the error."""
+    print(f"census-mcp: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"isError": True, "text": message, "structuredContent": None}, indent=2))
+    return 2
 
 
 def _serve_http(config: settings.Settings) -> int:

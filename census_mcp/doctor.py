@@ -21,7 +21,7 @@ from anyio.streams.tls import TLSAttribute
 
 from census_mcp.census.api import API_VERSIONS, WORKSPACE_TOKEN_PREFIX
 from census_mcp.census.errors import CensusError
-from census_mcp.settings import LOOPBACK_HOSTS, Settings, SettingsError
+from census_mcp.settings import LOOPBACK_HOSTS, Settings, SettingsError, require_http_auth
 
 Mark = Literal["ok", "warn", "FAIL"]
 _CLOCK_SKEW_WARN_SECONDS = 60
@@ -61,15 +61,33 @@ async def examine(config: Settings) -> Report:
         report.add("warn", warning)
     if config.sandbox:
         report.add("ok", "network: none needed, the sandbox runs in-process")
-    elif not await _network_lines(config.api_base_url, report):
-        _tools_line(config, report)
-        return report
-    if config.token is None and not config.sandbox:
-        report.add("FAIL", "Census not asked: there is no token to ask with.")
-    else:
+    reachable = config.sandbox or await _network_lines(config.api_base_url, api.host_settings, report)
+    if reachable and (config.sandbox or config.token is not None):
         await _census_lines(config, report)
+    elif reachable and config.passthrough:
+        report.add("ok", "Census: not asked: in passthrough each HTTP caller brings the token it asks with")
+    elif reachable:
+        report.add("FAIL", "Census: not asked, there is no token to ask with; set CENSUS_API_TOKEN")
     _tools_line(config, report)
+    if config.transport == "http":
+        _http_line(config, report)
     return report
+
+
+def _http_line(config: Settings, report: Report) -> None:
+    """What `--transport http` needs beyond Census: auth that lets only the right callers in."""
+    try:
+        require_http_auth(config)
+    except SettingsError as exc:
+        report.add("FAIL", f"HTTP: {exc}")
+        return
+    auth = {
+        "token": "callers presenting the shared CENSUS_MCP_AUTH_TOKEN",
+        "passthrough": "callers presenting their own Census token",
+        "oauth": f"callers signed in at {config.oauth_issuer}",
+    }
+    who = "anyone on this machine (--no-auth)" if config.no_auth else auth[config.auth]
+    report.add("ok", f"HTTP: would serve http://{config.host}:{config.port}/mcp to {who}")
 
 
 def _token_line(config: Settings, report: Report) -> None:
@@ -93,14 +111,11 @@ def _token_line(config: Settings, report: Report) -> None:
         if token.startswith(WORKSPACE_TOKEN_PREFIX)
         else ("not a workspace token: a personal access token, by its shape")
     )
-    mismatch = api.token_mismatch(token)
-    report.add(
-        "warn" if mismatch else "ok",
-        f"token: {kind}, {len(token)} characters" + (f"; {mismatch}" if mismatch else ""),
-    )
+    # A mix-up of kinds is a warning of its own, among the settings' warnings: said once.
+    report.add("warn" if api.token_mismatch(token) else "ok", f"token: {kind}, {len(token)} characters")
 
 
-async def _network_lines(base_url: str, report: Report) -> bool:
+async def _network_lines(base_url: str, host_settings: str, report: Report) -> bool:
     """DNS, then TLS (or plain HTTP to a loopback host); False when Census cannot be reached."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
@@ -111,8 +126,7 @@ async def _network_lines(base_url: str, report: Report) -> bool:
     except (OSError, TimeoutError) as exc:
         report.add(
             "FAIL",
-            f"DNS: {host} does not resolve ({type(exc).__name__}); check --base-url, CENSUS_REGION "
-            "and the network",
+            f"DNS: {host} does not resolve ({type(exc).__name__}); check {host_settings} and the network",
         )
         return False
     shown = ", ".join(sorted({str(address[4][0]) for address in addresses})[:3])

@@ -480,7 +480,7 @@ class Settings:
                 f"(CENSUS_API_BASE_URL) with the {self.api_version} base URL Census gives you."
             )
         if self.base_url is not None:
-            _check_base_url(self.base_url)
+            _check_base_url(self.base_url, example=API_VERSIONS[self.api_version].hosts["us"])
         named = _API_PATH.search(self.base_url or "")
         if named and named.group(1) != self.api_version:
             raise SettingsError(
@@ -544,7 +544,7 @@ class Settings:
         """Fail at start-up, with one line that says what to set, when Census cannot be called
         or the HTTP server would be open to anyone."""
         if serving_http:
-            _require_http_auth_of(self)
+            require_http_auth(self)
         if not self.sandbox and self.token is None and not self.passthrough:
             kind = API_VERSIONS[self.api_version].credential_kind
             raise SettingsError(
@@ -554,10 +554,9 @@ class Settings:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_BASE_URL_EXAMPLE = API_VERSIONS["v1"].hosts["us"]
 
 
-def _check_base_url(url: str) -> None:
+def _check_base_url(url: str, *, example: str) -> None:
     """Refuse, at start-up, a base URL no request could use; the URL itself is not echoed, as it may
     carry credentials."""
     parts = urlsplit(url)
@@ -573,10 +572,11 @@ def _check_base_url(url: str) -> None:
     elif not _API_PATH.search(parts.path):
         problem = "must end with the API's path, /api/v1 or /api/v2"
     if problem:
-        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {_BASE_URL_EXAMPLE}.")
+        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {example}.")
 
 
-def _require_http_auth_of(settings: Settings) -> None:
+def require_http_auth(settings: Settings) -> None:
+    """Refuse, in one line, an HTTP server that would be open to anyone or could not call Census."""
     if settings.no_auth:
         if settings.host not in LOOPBACK_HOSTS:
             raise SettingsError(

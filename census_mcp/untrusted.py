@@ -12,16 +12,20 @@ from typing import Any
 
 NAME_CHARS = 80
 
-_CONTROL = re.compile(
-    r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]"
-)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _visible(char: str) -> str:
+    # Not printable: controls, and the invisible format characters (bidi overrides, zero-width
+    # and word joiners, byte-order marks, Unicode tags) that can hide text from a reader.
+    return char if char.isprintable() else " "
 
 
 def clean(text: str, limit: int = NAME_CHARS) -> str:
     """`text` without control or ANSI sequences, cut to `limit` characters."""
     if len(text) <= limit and text.isprintable():
         return text  # the common case, kept fast: lists clean every name
-    flat = " ".join(_CONTROL.sub(" ", text).split())
+    flat = " ".join("".join(map(_visible, _ANSI.sub(" ", text))).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -159,10 +159,20 @@ class Scripted:
 
 
 @pytest.fixture
-def scripted() -> Iterator[tuple[Scripted, str]]:
-    """A scripted fake Census on loopback and its base URL."""
+def scripted(api_version: str) -> Iterator[tuple[Scripted, str]]:
+    """A scripted fake Census on loopback and its base URL, in each API version."""
     fake = Scripted()
     methods = ["GET", "POST", "PATCH", "DELETE"]
     app = Starlette(routes=[Route("/{path:path}", fake.respond, methods=methods)])
     with serve_on_loopback(app) as root:
-        yield fake, f"{root}/api/v1"
+        yield fake, f"{root}/api/{api_version}"
+
+
+def settings_for(base_url: str, **changes: Any) -> Settings:
+    """Settings that call a fake Census at `base_url`, in the API version its path names.
+
+    On v2 a default group stands in for CENSUS_GROUP_ID, as a v2 user would set one.
+    """
+    if base_url.endswith("/api/v2"):
+        return Settings(base_url=base_url, api_version="v2", **{"group_id": "grp_default", **changes})
+    return Settings(base_url=base_url, api_version="v1", **changes)

@@ -104,9 +104,13 @@ async def test_sources_carry_their_group_and_list_sources_counts_and_filters_by_
     assert {item["id"] for item in data["sources"]} == expected
     assert data["counts"]["by_group"] == ({group: len(expected)} if expected else {})
     assert f"group {group}" in result_text(filtered).splitlines()[0]
-    none = await call_ok(client, "list_sources", {"group_id": "no_such_group"})
+    none = await call_ok(client, "list_sources", {"group_id": group.upper()})
     assert none.structured_content is not None
     assert none.structured_content["total"] == 0
+    # Group ids are exact: a miscased one is named, with the groups there are.
+    hint = f"No source in the workspace has group {group.upper()}; the groups it has: "
+    assert hint in result_text(none)
+    assert all(known in result_text(none).split(hint)[1] for known in GROUPS)
 
 
 async def test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1(sandbox: Sandbox) -> None:
@@ -252,8 +256,18 @@ async def test_every_tool_says_v1_is_retired_and_how_to_switch(status: int) -> N
     [
         ("v2", "secret-token:a-workspace-token", "looks like a v1 workspace API token"),
         ("v1", "a-personal-access-token", "if it is a personal access token, it works with API v2 only"),
-        ("v1", "secret-token:revoked", "Check CENSUS_API_TOKEN: it must be a workspace API token"),
-        ("v2", "revoked-personal-access-token", "Check CENSUS_API_TOKEN: it must be a personal access token"),
+        (
+            "v1",
+            "secret-token:revoked",
+            "it must be a workspace API token (secret-token:...) for this host "
+            "(CENSUS_REGION / CENSUS_API_BASE_URL)",
+        ),
+        # v2 has one host, so no region to check.
+        (
+            "v2",
+            "revoked-personal-access-token",
+            "it must be a personal access token for this host (CENSUS_API_BASE_URL).",
+        ),
     ],
 )
 async def test_a_rejected_token_of_the_other_kind_is_named(version: str, token: str, named: str) -> None:

@@ -49,6 +49,13 @@ def test_call_refuses_arguments_that_are_not_a_json_object(bad: str) -> None:
     done = _run("--sandbox", "call", "list_sources", bad)
     assert done.returncode == 2
     assert "JSON" in done.stderr
+    # With --json, a pipeline into jq sees the mistake too.
+    as_json = _run("--sandbox", "call", "list_sources", bad, "--json")
+    assert as_json.returncode == 2
+    document = json.loads(as_json.stdout)
+    assert document["isError"] is True
+    assert "JSON" in document["text"]
+    assert document["structuredContent"] is None
 
 
 def test_sandbox_size_and_env_switch() -> None:
@@ -127,6 +134,17 @@ def test_options_are_accepted_after_the_command() -> None:
     listed = _run("tools", "--read-only")
     assert "delete_source" not in listed.stdout
     assert "list_sources" in listed.stdout
+    # Between the tool and its arguments, and --json before the command.
+    for line in (
+        ("call", "list_sources", "--sandbox", '{"limit": 2}', "--json"),
+        ("--json", "call", "list_sources", "--json", '{"limit": 2}', "--sandbox"),
+    ):
+        done = _run(*line)
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)["structuredContent"]["sources"]) == 2
+    extra = _run("call", "list_sources", "{}", "surplus", "--sandbox")
+    assert extra.returncode == 2
+    assert "unrecognized arguments: surplus" in extra.stderr
 
 
 def test_json_is_one_document_on_errors_too() -> None:
@@ -148,6 +166,11 @@ def test_json_is_one_document_on_errors_too() -> None:
 def test_a_base_url_no_request_could_use_is_refused_at_start_up(base_url: str, complaint: str) -> None:
     done = _run("call", "list_sources", "--token", "secret-token:x", "--base-url", base_url)
     assert done.returncode == 2
+    assert "e.g. https://app.getcensus.com/api/v1." in done.stderr
+    on_v2 = _run("call", "list_sources", "--token", "pat", "--api-version", "v2", "--base-url", base_url)
+    assert on_v2.returncode == 2
+    assert complaint in on_v2.stderr
+    assert "e.g. https://app.getcensus.com/api/v2." in on_v2.stderr
     assert done.stderr.count("\n") == 1
     assert complaint in done.stderr
     assert "pw" not in done.stderr
@@ -281,3 +304,44 @@ def test_doctor_fails_on_a_host_that_does_not_resolve_and_without_a_token() -> N
     bare = _run("doctor")
     assert bare.returncode == 1
     assert "FAIL  token: none; set CENSUS_API_TOKEN" in bare.stdout
+
+
+@pytest.mark.anyio
+async def test_doctor_checks_what_http_needs_and_passthrough_needs_no_token(sandbox: Sandbox) -> None:
+    open_to_anyone = _run("--sandbox", "--transport", "http", "doctor")
+    assert open_to_anyone.returncode == 1
+    assert "FAIL  HTTP: HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN" in open_to_anyone.stdout
+    shared = _run("--sandbox", "--transport", "http", "doctor", CENSUS_MCP_AUTH_TOKEN="a-long-shared-token")
+    assert shared.returncode == 0, shared.stdout
+    assert (
+        "ok    HTTP: would serve http://127.0.0.1:8000/mcp to callers presenting the shared" in shared.stdout
+    )
+    passthrough = await anyio.to_thread.run_sync(
+        lambda: _run(
+            "doctor",
+            "--transport",
+            "http",
+            "--auth",
+            "passthrough",
+            CENSUS_API_VERSION=sandbox.api_version,
+            CENSUS_API_BASE_URL=sandbox.base_url,
+        )
+    )
+    assert passthrough.returncode == 0, passthrough.stdout
+    assert "ok    Census: not asked: in passthrough each HTTP caller brings the token" in passthrough.stdout
+    assert "FAIL" not in passthrough.stdout
+
+
+def test_doctor_names_a_token_of_the_wrong_kind_once() -> None:
+    done = _run(
+        "doctor",
+        "--api-version",
+        "v2",
+        "--token",
+        "secret-token:abc",
+        "--base-url",
+        "https://census.invalid/api/v2",
+    )
+    said = done.stdout + done.stderr
+    assert said.count("looks like a v1 workspace API token") == 1
+    assert "warn  token: a workspace API token (secret-token:...)" in done.stdout

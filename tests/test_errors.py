@@ -11,8 +11,7 @@ from mcp import Client
 from pydantic import SecretStr
 
 from census_mcp.server import build_server
-from census_mcp.settings import Settings
-from tests.conftest import Scripted
+from tests.conftest import Scripted, settings_for
 from tests.helpers import call_error
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +33,7 @@ async def _error_for(
     fake.status = status
     fake.body = body if isinstance(body, str) else json.dumps(body)
     fake.content_type = content_type
-    settings = Settings(token=SecretStr(TOKEN), base_url=base_url)
+    settings = settings_for(base_url, token=SecretStr(TOKEN))
     async with Client(build_server(settings)) as client:
         text = await call_error(client, tool, {"source_id": 42} if arguments is None else arguments)
     assert fake.requests >= 1
@@ -135,7 +134,7 @@ async def test_census_errors_that_echo_credentials_are_scrubbed(scripted: tuple[
 async def test_timeout_says_what_failed_and_where(scripted: tuple[Scripted, str]) -> None:
     fake, base_url = scripted
     fake.delay_seconds = 2
-    settings = Settings(token=SecretStr(TOKEN), base_url=base_url, timeout_seconds=0.2)
+    settings = settings_for(base_url, token=SecretStr(TOKEN), timeout_seconds=0.2)
     async with Client(build_server(settings)) as client:
         text = await call_error(client, "get_source", {"source_id": 42})
     assert "timed out" in text
@@ -147,7 +146,7 @@ async def test_refused_connection_says_what_failed_and_where() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}/api/v1"
-    async with Client(build_server(Settings(token=SecretStr(TOKEN), base_url=base_url))) as client:
+    async with Client(build_server(settings_for(base_url, token=SecretStr(TOKEN)))) as client:
         text = await call_error(client, "list_sources")
     assert "Could not reach Census" in text
     assert f"GET {base_url}/sources" in text
@@ -156,7 +155,7 @@ async def test_refused_connection_says_what_failed_and_where() -> None:
 
 async def test_unknown_tool_is_a_tool_error(scripted: tuple[Scripted, str]) -> None:
     _, base_url = scripted
-    async with Client(build_server(Settings(token=SecretStr(TOKEN), base_url=base_url))) as client:
+    async with Client(build_server(settings_for(base_url, token=SecretStr(TOKEN)))) as client:
         text = await call_error(client, "drop_everything", {})
         near_miss = await call_error(client, "list_source", {})
     assert text == "No tool has that name. The tools are listed by tools/list, or `census-mcp tools`."

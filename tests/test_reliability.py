@@ -21,8 +21,7 @@ from census_mcp.sandbox import GROUPS, FaultConfig
 from census_mcp.sandbox.faults import NO_FAULTS
 from census_mcp.sandbox.seed import iso
 from census_mcp.server import build_server, result_text
-from census_mcp.settings import Settings
-from tests.conftest import Sandbox, Scripted, running_sandbox, serve_on_loopback
+from tests.conftest import Sandbox, Scripted, running_sandbox, serve_on_loopback, settings_for
 from tests.helpers import call, call_error, call_ok
 
 pytestmark = pytest.mark.anyio
@@ -249,7 +248,7 @@ async def test_persistent_faults_read_clearly_and_the_server_keeps_serving(
 async def test_a_tool_call_never_hangs(scripted: tuple[Scripted, str]) -> None:
     fake, base_url = scripted
     fake.delay_seconds = 30
-    settings = Settings(token=SecretStr("secret-token:x"), base_url=base_url, deadline_seconds=1.0)
+    settings = settings_for(base_url, token=SecretStr("secret-token:x"), deadline_seconds=1.0)
     async with Client(build_server(settings, retry=QUICK)) as client:
         started = time.monotonic()
         text = await call_error(client, "get_source", {"source_id": 1})
@@ -276,7 +275,7 @@ async def test_a_census_answer_that_trickles_in_forever_is_cut_by_the_backstop()
     app = Starlette(routes=[Route("/{path:path}", _trickle)])
     with serve_on_loopback(app) as root:
         base_url = f"{root}/api/v1"
-        settings = Settings(token=SecretStr("secret-token:x"), base_url=base_url, deadline_seconds=1.0)
+        settings = settings_for(base_url, token=SecretStr("secret-token:x"), deadline_seconds=1.0)
         async with Client(build_server(settings, retry=QUICK)) as client:
             with anyio.fail_after(15):
                 text = await call_error(client, "get_source", {"source_id": 1})

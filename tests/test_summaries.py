@@ -23,6 +23,11 @@ from tests.helpers import call_ok
         ("line\nbreak\r\nand\ttab", "line break and tab"),
         ("bidi \u202eesrever\u202c", "bidi esrever"),
         ("zero\u200bwidth", "zero width"),
+        # Invisible to a reader, readable by a model: Unicode tags spell "ignore", and joiners.
+        ("Sales\U000e0069\U000e0067\U000e006e\U000e006f\U000e0072\U000e0065", "Sales"),
+        ("word\u2060joiner\ufeffbom\u061cmark\u180evowel", "word joiner bom mark vowel"),
+        ("nbsp\u00a0and\u3000ideographic", "nbsp and ideographic"),
+        ("café 数据 émoji 🚀", "café 数据 émoji 🚀"),
     ],
 )
 def test_clean_strips_control_and_ansi(raw: str, shown: str) -> None:

@@ -127,6 +127,11 @@ class ApiVersion:
             )
         return "Do it in the Census UI."
 
+    @property
+    def host_settings(self) -> str:
+        """The settings that choose the host: the region only where a version has more than one."""
+        return "CENSUS_REGION / CENSUS_API_BASE_URL" if len(self.hosts) > 1 else "CENSUS_API_BASE_URL"
+
     def token_mismatch(self, token: str) -> str | None:
         """A sentence naming the likely mix-up when a token of the other version's kind is used."""
         workspace_token = token.startswith(WORKSPACE_TOKEN_PREFIX)

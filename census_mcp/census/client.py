@@ -447,7 +447,7 @@ class CensusClient:
         if status == 401:
             advice = self.api.token_mismatch(self._token) or (
                 f"Check CENSUS_API_TOKEN: it must be a {self.api.credential_kind} for this host "
-                "(CENSUS_REGION / CENSUS_API_BASE_URL)."
+                f"({self.api.host_settings})."
             )
             return CensusAuthError(f"Census rejected the API token (401). {advice}", status_code=status)
         if status == 403:

@@ -179,21 +179,28 @@ def _list_text(
     if result.sources:
         lines.append(f"Showing {result.offset + 1}-{result.offset + len(result.sources)}:")
         lines.extend(rows)
-    elif selection.type:
-        lines.extend(_missing_type_hint(selection.type, fetched.value.items))
+    else:
+        lines.extend(_absent_value_hints(selection, fetched.value.items))
     lines.extend(paging_lines(result, len(result.sources), "sources", cut=cut))
     lines.append(freshness(fetched))
     return "\n".join(lines)
 
 
-def _missing_type_hint(wanted: str, sources: Sequence[Source]) -> list[str]:
-    """When no source has the type asked for, the types the workspace does have: a misspelt or
-    absent type should not read like a clean bill of health."""
-    present = Counter(source.type for source in sources)
-    if wanted in present:
-        return []
-    known = ", ".join(clean(kind, 40) for kind, _ in present.most_common(_KINDS_SHOWN)) or "none"
-    return [f"No source in the workspace has type {wanted}; the types it has: {known}."]
+def _absent_value_hints(selection: SourceFilter, sources: Sequence[Source]) -> list[str]:
+    """When nothing matches, for a type or group asked for that no source has, the ones the
+    workspace does have: a misspelt or absent value should not read like a clean bill of health."""
+    asked = (("type", selection.type, "type"), ("group", selection.group_id, "group_id"))
+    hints = []
+    for what, wanted, field in asked:
+        if wanted is None:
+            continue
+        present = Counter(value for source in sources if (value := getattr(source, field)) is not None)
+        if wanted not in present:
+            known = ", ".join(clean(value, 40) for value, _ in present.most_common(_KINDS_SHOWN)) or "none"
+            hints.append(
+                f"No source in the workspace has {what} {clean(wanted, 40)}; the {what}s it has: {known}."
+            )
+    return hints
 
 
 def _grouped_lines(rows: Sequence[tuple[SourceItem, str]]) -> list[str]:

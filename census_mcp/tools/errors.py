@@ -56,7 +56,8 @@ def explain_census_error(exc: CensusError, tool_name: str, arguments: Mapping[st
         return f"Census is busy or failing: {_sentence(exc.message)} Wait a little, then try again."
     if isinstance(exc, CensusConnectionError):
         return (
-            f"Could not reach Census: {exc.message} Check the network, CENSUS_REGION and CENSUS_API_BASE_URL."
+            f"Could not reach Census: {exc.message} Check the network and CENSUS_API_BASE_URL "
+            "(or CENSUS_REGION, on API v1)."
         )
     if isinstance(exc, CensusResponseError):
         return f"Census answered in an unexpected form: {exc.message} Try again; if it persists, report it."
@@ -89,7 +90,8 @@ def _not_found(exc: CensusNotFoundError, tool_name: str, arguments: Mapping[str,
             + (f"; {exc.hint}" if exc.hint else ".")
         )
     return (
-        f"No source with id {source_id} exists in this workspace (404). Call list_sources to find source ids."
+        f"No source with id {source_id} exists, or the token cannot see it (404). "
+        "Call list_sources to find source ids."
     )
 
 

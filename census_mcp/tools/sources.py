@@ -61,7 +61,7 @@ def lower_case(value: Any) -> Any:
 SourceType = Annotated[
     str,
     Field(
-        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",  # any case: "Snowflake" means snowflake
         description="Source type, e.g. snowflake (list_source_types has all).",
     ),
     BeforeValidator(lower_case),
@@ -86,7 +86,7 @@ OptionalReadOnly = Annotated[
 ]
 
 
-TypeFilter = Annotated[SourceType | None, Field(description="Exact source type, e.g. snowflake.")]
+TypeFilter = Annotated[SourceType | None, Field(description="Source type, e.g. snowflake.")]
 NameContains = Annotated[
     str | None, Field(max_length=200, description="Case-insensitive substring of name or label.")
 ]
