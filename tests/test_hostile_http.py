@@ -5,9 +5,11 @@ the server still serves after each group."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from census_mcp.logs import configure_logging
+from census_mcp.settings import Settings
 from tests.test_real_clients import census_mcp_over_http
 
 TOKEN = "hostile-http-token-5c1e"
@@ -314,3 +318,40 @@ def test_nothing_caller_sent_reaches_the_log_unquoted(served: Served) -> None:
     assert "\x1b[31mINJECTED" not in logged
     assert "\u202e" not in logged
     assert all(len(line) <= 2100 for line in logged.splitlines())
+
+
+@contextmanager
+def server_logging() -> Iterator[logging.Logger]:
+    """A logger whose records go through the handler the server sets up (written to stderr). Set up
+    in the test itself, so that the handler writes to the stderr capsys reads then."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(Settings(log_level="INFO"))
+        yield logging.getLogger("tests.hostile.logged")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_log_lines_escape_what_could_forge_or_hide_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # What a caller controls (a path, a tool name, a value) may reach a log line through the SDK or
+    # a library: a line break forges a line, ESC recolours or erases one, U+202E reverses one.
+    forged = "/mcp\n2026-12-01 00:00:00,000 ERROR census_mcp.http: forged\x1b[2K\u202eenil"
+    with server_logging() as logger:
+        logger.warning("Refused %s", forged)
+        try:
+            raise ValueError(f"bad name {forged}")
+        except ValueError:
+            logger.exception("Tool crashed")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith(
+        r"WARNING tests.hostile.logged: Refused /mcp\n2026-12-01 00:00:00,000 ERROR "
+        r"census_mcp.http: forged\x1b[2K\u202eenil"
+    ), lines[0]
+    assert lines[1].endswith("ERROR tests.hostile.logged: Tool crashed")
+    assert lines[2] == "Traceback (most recent call last):"
+    assert not any(line.startswith("2026-12-01 00:00:00") for line in lines)
+    assert lines[-1].startswith("ValueError: bad name /mcp\\n2026-12-01"), lines[-1]
+    for line in lines:
+        assert line.isprintable(), line
