@@ -186,11 +186,12 @@ class Gate:
                 status_code=405,
                 headers={"Allow": "POST"},
             )
+        if len([name for name, _ in headers if name == b"authorization"]) > 1:
+            # A proxy in front may read the first and this server the last: refuse the ambiguity,
+            # without auth too, where the proxy in front may be the one that checks.
+            return _error(400, "invalid_request", "Send one Authorization header, not several.")
         if self.settings.no_auth:
             return None
-        if len([name for name, _ in headers if name == b"authorization"]) > 1:
-            # A proxy in front may read the first and this server the last: refuse the ambiguity.
-            return _error(400, "invalid_request", "Send one Authorization header, not several.")
         if self.resource is not None:
             return None  # OAuth: checked once the body shows what is called (a write needs more)
         problem = self._problem(bearer_token(_authorization(scope)))

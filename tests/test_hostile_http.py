@@ -278,17 +278,28 @@ def test_allowed_hosts_and_origins_still_pass(served: Served) -> None:
         assert _result(served.post(_tool_call("get_source", {"source_id": 2}), **headers))["isError"] is False
 
 
+def _with_authorization(url: str, *authorizations: str) -> httpx2.Response:
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+    headers += [("Authorization", authorization) for authorization in authorizations]
+    return httpx2.post(url, content=_tool_call("get_source", {"source_id": 2}), headers=headers, timeout=10)
+
+
 def test_two_authorization_headers_are_refused(served: Served) -> None:
-    body = _tool_call("get_source", {"source_id": 2})
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Accept", "application/json, text/event-stream"),
-        ("Authorization", "Bearer wrong"),
-        ("Authorization", f"Bearer {TOKEN}"),
-    ]
-    answer = httpx2.post(served.url, content=body, headers=headers, timeout=10)
+    answer = _with_authorization(served.url, "Bearer wrong", f"Bearer {TOKEN}")
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
+
+
+def test_two_authorization_headers_are_refused_without_auth_too(tmp_path: Path) -> None:
+    # A proxy in front that checks the first header, and a server that passes the request on:
+    # they must not disagree on which was sent.
+    with census_mcp_over_http(tmp_path / "stderr.txt", TOKEN, "--no-auth") as port:
+        url = f"http://127.0.0.1:{port}/mcp"
+        twice = _with_authorization(url, f"Bearer {TOKEN}", "Bearer other")
+        assert twice.status_code == 400
+        assert twice.json()["error"] == "invalid_request"
+        for authorizations in ((), ("Bearer anything",)):
+            assert _result(_with_authorization(url, *authorizations))["isError"] is False
 
 
 @pytest.mark.parametrize(
