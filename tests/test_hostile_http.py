@@ -4,6 +4,7 @@ the server still serves after each group."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -17,7 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from census_mcp.logs import configure_logging
+from census_mcp.logs import REPEAT_WINDOW_SECONDS, RepeatFilter, configure_logging
 from census_mcp.settings import Settings
 from tests.test_real_clients import census_mcp_over_http
 
@@ -366,3 +367,33 @@ def test_log_lines_escape_what_could_forge_or_hide_a_line(capsys: pytest.Capture
     assert lines[-1].startswith("ValueError: bad name /mcp\\n2026-12-01"), lines[-1]
     for line in lines:
         assert line.isprintable(), line
+
+
+def test_a_warning_repeated_within_a_window_is_held_back_and_counted() -> None:
+    # A caller who can trigger a warning (a refused Host, say) adds one line a window, not one each.
+    now = [1000.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter(clock=lambda: now[0]))
+    logger = logging.getLogger("tests.hostile.repeated")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        for attempt in range(50):
+            logger.warning("Refused Host %s", f"evil-{attempt}.example")
+            logger.info("Served request %d", attempt)  # below WARNING: never held back
+            now[0] += 1.0
+        logger.error("Refused Host %s", "other-level.example")  # another kind: its own window
+        now[0] += REPEAT_WINDOW_SECONDS
+        logger.warning("Refused Host %s", "late.example")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    refused = [line for line in lines if line.startswith("Refused Host")]
+    assert refused == [
+        "Refused Host evil-0.example",
+        "Refused Host other-level.example",
+        "Refused Host late.example (49 more like it in the last minute)",
+    ]
+    assert sum(line.startswith("Served request") for line in lines) == 50
