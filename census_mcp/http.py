@@ -141,10 +141,20 @@ class Gate:
             await refusal(scope, receive, send)
             return
         try:
-            body = await _read_body(scope, receive, self.settings.max_request_bytes)
+            # With a shared token, checked above: only a caller who holds it gets this far.
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                body = await _read_body(scope, receive, self.settings.max_request_bytes)
         except ClientDisconnect:
             # Nothing to answer and nothing wrong with the server: one quiet line, not a traceback.
             logger.info("A client hung up during %s %s", scope["method"], quote(scope["path"], 100))
+            return
+        except TimeoutError:
+            # A body trickled in (slowloris after the headers): answered and closed, not waited on.
+            response = _error(
+                408, "request_timeout", "The request body did not arrive in time; send it whole."
+            )
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
             return
         if body is None or body.count(b",") + body.count(b":") > MAX_BODY_SEPARATORS:
             # Refused before the SDK parses it, whose work grows with the keys in it.

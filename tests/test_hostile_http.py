@@ -4,13 +4,13 @@ the server still serves after each group."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ TOKEN = "hostile-http-token-5c1e"
 PROTOCOL_VERSION = "2026-07-28"
 ERROR_BYTES = 1024  # the largest an error may be, whatever was sent
 HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 1.0
 
 
 @dataclass
@@ -95,6 +96,7 @@ def _error_text(answer: httpx2.Response) -> str:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("hostile") / "stderr.txt"
     options = ("--log-level", "INFO", "--header-timeout", str(HEADER_TIMEOUT))
+    options += ("--body-timeout", str(BODY_TIMEOUT))
     with census_mcp_over_http(log, TOKEN, *options) as port:
         yield Served(f"http://127.0.0.1:{port}/mcp", port, log)
 
@@ -256,6 +258,44 @@ def test_connections_that_never_finish_their_headers_are_closed(served: Served) 
     served.still_serves()
 
 
+def _headers_then_a_trickle(port: int, token: str) -> socket.socket:
+    """A connection that has sent a POST's headers and the first bytes of its 1,000-byte body."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    raw.sendall(
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\n"
+        + f"Authorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n".encode()
+        + b'{"jsonrpc": "2.0"'
+    )
+    return raw
+
+
+def test_a_body_that_trickles_in_is_cut_off_and_the_token_is_checked_first(served: Served) -> None:
+    trickling = [_headers_then_a_trickle(served.port, TOKEN) for _ in range(10)]
+    try:
+        # A byte at a time, for most of the deadline, then nothing (a byte sent once the server has
+        # answered and closed would reset the connection, and lose the answer).
+        for _ in range(3):
+            time.sleep(BODY_TIMEOUT / 5)
+            for raw in trickling:
+                raw.sendall(b" ")
+        for raw in trickling:
+            raw.settimeout(BODY_TIMEOUT + 5)
+            answer = b""
+            while received := raw.recv(4096):  # read to the end: the server closes the connection
+                answer += received
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+            assert b"request_timeout" in answer
+    finally:
+        for raw in trickling:
+            raw.close()
+    # Without the right token, refused at once, before any of the body is waited for.
+    with _headers_then_a_trickle(served.port, "wrong") as refused:
+        refused.settimeout(BODY_TIMEOUT / 2)
+        assert refused.recv(4096).startswith(b"HTTP/1.1 401 ")
+    served.still_serves()
+
+
 @pytest.mark.parametrize(
     ("header", "value", "status"),
     [
@@ -332,7 +372,7 @@ def test_nothing_caller_sent_reaches_the_log_unquoted(served: Served) -> None:
     assert all(len(line) <= 2100 for line in logged.splitlines())
 
 
-@contextmanager
+@contextlib.contextmanager
 def server_logging() -> Iterator[logging.Logger]:
     """A logger whose records go through the handler the server sets up (written to stderr). Set up
     in the test itself, so that the handler writes to the stderr capsys reads then."""
