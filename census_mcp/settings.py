@@ -402,6 +402,14 @@ OPTIONS: tuple[Option, ...] = (
         default=10.0,
     ),
     Option(
+        "body_timeout_seconds",
+        "--body-timeout",
+        "CENSUS_MCP_BODY_TIMEOUT",
+        "Seconds an HTTP client has to send a request's body once its headers are in (slower get 408).",
+        parse=_positive_float,
+        default=30.0,
+    ),
+    Option(
         "max_connections",
         "--max-connections",
         "CENSUS_MCP_MAX_CONNECTIONS",
@@ -479,6 +487,7 @@ class Settings:
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
     header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     max_connections: int = 1000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
