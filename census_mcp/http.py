@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from census_mcp import __version__
+from census_mcp.auth.audit import AuditTrail, oauth_principal
 from census_mcp.auth.oauth import OAuthConfig, ResourceServer
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
@@ -83,7 +84,12 @@ def create_http_app(settings: Settings) -> ASGIApp:
         max_request_body_size=settings.max_request_bytes,
     )
     return Gate(
-        app, settings, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, resource=resource
+        app,
+        settings,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+        resource=resource,
+        audit=server.audit,
     )
 
 
@@ -92,7 +98,8 @@ def resource_server(settings: Settings) -> ResourceServer:
     secret = settings.oauth_client_secret
     config = OAuthConfig(
         issuer=settings.oauth_issuer or "",
-        audience=settings.resource_url,
+        resource=settings.resource_url,
+        audience=settings.token_audience,
         read_scope=settings.oauth_read_scope,
         write_scope=settings.oauth_write_scope,
         jwks_url=settings.oauth_jwks_url,
@@ -106,7 +113,8 @@ def resource_server(settings: Settings) -> ResourceServer:
 class Gate:
     """Answers the health check itself, checks Host and Origin exactly, and lets through only
     requests that carry one right bearer token (any token, in passthrough, where the token is the
-    caller's own Census token)."""
+    caller's own Census token). A write it refuses for want of the OAuth write scope is audited here,
+    as it never reaches the tools."""
 
     def __init__(
         self,
@@ -116,12 +124,14 @@ class Gate:
         allowed_hosts: Sequence[str] = LOCAL_HOSTS,
         allowed_origins: Sequence[str] = LOCAL_ORIGINS,
         resource: ResourceServer | None = None,
+        audit: AuditTrail,
     ) -> None:
         self.app = app
         self.settings = settings
         self.allowed_hosts = allowed_hosts
         self.allowed_origins = allowed_origins
         self.resource = resource
+        self.audit = audit
         expected = settings.auth_token.get_secret_value() if settings.auth_token else ""
         self._expected = expected.encode()
 
@@ -168,11 +178,18 @@ class Gate:
         if self.resource is not None:
             challenge = await self.resource.challenge(bearer_token(_authorization(scope)), body)
             if challenge is not None:
-                status, header = challenge
+                if (refused := challenge.refused_write) is not None:
+                    self.audit.record(
+                        principal=oauth_principal(refused.access),
+                        tool=refused.tool,
+                        arguments=refused.arguments,
+                        outcome="refused",
+                    )
+                status = challenge.status
                 error = "invalid_token" if status == 401 else "insufficient_scope"
                 description = "Sign in again." if status == 401 else "Your sign-in lacks a scope this needs."
                 response = _error(status, error, description)
-                response.headers["WWW-Authenticate"] = header
+                response.headers["WWW-Authenticate"] = challenge.header
                 await response(scope, receive, send)
                 return
         await self.app(scope, _replay(body, receive), _bounded_errors(send))

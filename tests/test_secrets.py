@@ -14,7 +14,7 @@ import secrets
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,24 +383,45 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert MASK in written
 
 
+@contextmanager
+def _server_logging(settings: Settings) -> Iterator[None]:
+    """Logging as the server sets it up for `settings`, put back as it was afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(settings)
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_the_servers_logging_scrubs_the_redis_password_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared cache's URL may hold Redis's password: neither it nor the password alone (as a
+    redis error might say it) reaches a log line."""
+    password = _canary("redis-pw")
+    url = f"redis://:{password}@redis.internal:6379/0"
+    with _server_logging(Settings(token=SecretStr(TOKEN), cache_url=SecretStr(url), log_level="ERROR")):
+        logger = logging.getLogger("tests.secrets.redis")
+        logger.error("cannot reach %s", url)
+        logger.error("AUTH %s refused", password)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("tests.secrets.redis: cannot reach [redacted]")
+    assert lines[1].endswith("tests.secrets.redis: AUTH [redacted] refused")
+
+
 def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureFixture[str]) -> None:
     """Logging as the server sets it up (at --log-level ERROR here): the Census token and the MCP auth
     token clients present are cut out of any line that carries them, even as free text that names
     no key and no scheme."""
     auth_token = _canary("mcp-auth")
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure_logging(
-            Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
-        )
+    settings = Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
+    with _server_logging(settings):
         logger = logging.getLogger("tests.secrets.configured")
         logger.warning("below the level, so not written")
         logger.error("a client sent %s as a tool name", auth_token)
         logger.error("upstream refused %s", TOKEN)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
     lines = capsys.readouterr().err.splitlines()
     when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
     assert len(lines) == 2, lines
