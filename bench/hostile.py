@@ -6,7 +6,8 @@ check (and every other user) must keep answering while hostile requests run.
 
 It serves `census-mcp --transport http --sandbox` on 127.0.0.1 twice: with the default body limit
 (512 KiB), where the largest requests are refused by their size, and with the limit raised to 8 MiB,
-so that they reach the argument bounds the tools check before any validation. For each kind of
+where those with many keys are refused by the gate's count of commas and colons and the 3 MB name
+reaches the argument bounds the tools check before any validation. For each kind of
 request it reports the server's CPU per request (from /proc, averaged over the requests sent) and
 the slowest /healthz answer while 8 of them run at once. Targets: under 20 ms of CPU per hostile
 request, and /healthz under 50 ms throughout.

@@ -6,8 +6,9 @@ called with the server's CENSUS_API_TOKEN. In passthrough, each client presents 
 token, which is used for that request alone and only ever sent to the configured Census host.
 
 A request from a hostile caller costs little and leaves no mark: Host and Origin are compared
-exactly, a request with two Authorization headers is refused, bodies are bounded, a client that
-hangs up is one quiet log line, and connections that never finish their headers are closed.
+exactly, a request with two Authorization headers is refused, bodies are bounded, the id, method
+and names the SDK repeats in its answers must be short printable text, a client that hangs up is
+one quiet log line, and connections that never finish their headers are closed.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import pydantic_core
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import ClientDisconnect
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from census_mcp import __version__
+from census_mcp.auth.audit import AuditTrail, oauth_principal
 from census_mcp.auth.oauth import OAuthConfig, ResourceServer
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
@@ -43,12 +46,22 @@ LOCAL_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 _MAX_TOKEN_CHARS = 4096
 _METADATA_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=3600"}
 MAX_ERROR_BYTES = 1024
-# Keys in one request body, counted as `":` before any parsing, in C: a real call has a few dozen;
-# the argument bounds the tools check (500 keys and items) come after the SDK has parsed the body.
-MAX_BODY_KEYS = 2000
+# Commas and colons in one request body, counted before any parsing, in C. Every key needs a colon
+# and every item after a container's first a comma, whatever the whitespace, so this bounds what
+# parsing can cost. The tools' own bound (500 keys and items, checked once the SDK has parsed the
+# body) allows about 1,000; a real call has a few dozen.
+MAX_BODY_SEPARATORS = 4000
+# The SDK repeats a request's id, method, names and uris in its answers and logs, word for word; the
+# gate bounds them (a call's arguments the tools bound, and quote, themselves).
+MAX_ID_CHARS = 128
+MAX_ENVELOPE_TEXT_CHARS = 1024
 _SHORT_ERROR = (
     b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,'
     b'"message":"Invalid request: not a JSON-RPC message this server takes."}}'
+)
+_ENVELOPE_ERROR = (
+    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid request: '
+    b'an id, method, name or uri is too long or holds control characters."}}'
 )
 _HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
 
@@ -71,7 +84,12 @@ def create_http_app(settings: Settings) -> ASGIApp:
         max_request_body_size=settings.max_request_bytes,
     )
     return Gate(
-        app, settings, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, resource=resource
+        app,
+        settings,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+        resource=resource,
+        audit=server.audit,
     )
 
 
@@ -80,7 +98,8 @@ def resource_server(settings: Settings) -> ResourceServer:
     secret = settings.oauth_client_secret
     config = OAuthConfig(
         issuer=settings.oauth_issuer or "",
-        audience=settings.resource_url,
+        resource=settings.resource_url,
+        audience=settings.token_audience,
         read_scope=settings.oauth_read_scope,
         write_scope=settings.oauth_write_scope,
         jwks_url=settings.oauth_jwks_url,
@@ -94,7 +113,8 @@ def resource_server(settings: Settings) -> ResourceServer:
 class Gate:
     """Answers the health check itself, checks Host and Origin exactly, and lets through only
     requests that carry one right bearer token (any token, in passthrough, where the token is the
-    caller's own Census token)."""
+    caller's own Census token). A write it refuses for want of the OAuth write scope is audited here,
+    as it never reaches the tools."""
 
     def __init__(
         self,
@@ -104,12 +124,14 @@ class Gate:
         allowed_hosts: Sequence[str] = LOCAL_HOSTS,
         allowed_origins: Sequence[str] = LOCAL_ORIGINS,
         resource: ResourceServer | None = None,
+        audit: AuditTrail,
     ) -> None:
         self.app = app
         self.settings = settings
         self.allowed_hosts = allowed_hosts
         self.allowed_origins = allowed_origins
         self.resource = resource
+        self.audit = audit
         expected = settings.auth_token.get_secret_value() if settings.auth_token else ""
         self._expected = expected.encode()
 
@@ -129,25 +151,45 @@ class Gate:
             await refusal(scope, receive, send)
             return
         try:
-            body = await _read_body(scope, receive, self.settings.max_request_bytes)
+            # With a shared token, checked above: only a caller who holds it gets this far.
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                body = await _read_body(scope, receive, self.settings.max_request_bytes)
         except ClientDisconnect:
             # Nothing to answer and nothing wrong with the server: one quiet line, not a traceback.
             logger.info("A client hung up during %s %s", scope["method"], quote(scope["path"], 100))
             return
-        if body is None or body.count(b'":') > MAX_BODY_KEYS:
+        except TimeoutError:
+            # A body trickled in (slowloris after the headers): answered and closed, not waited on.
+            response = _error(
+                408, "request_timeout", "The request body did not arrive in time; send it whole."
+            )
+            response.headers["Connection"] = "close"
+            await response(scope, receive, send)
+            return
+        if body is None or body.count(b",") + body.count(b":") > MAX_BODY_SEPARATORS:
             # Refused before the SDK parses it, whose work grows with the keys in it.
             await _error(413, "request_too_large", "The request is larger than any call needs.")(
                 scope, receive, send
             )
             return
+        if not _envelope_is_plain(body):
+            await Response(_ENVELOPE_ERROR, 400, media_type="application/json")(scope, receive, send)
+            return
         if self.resource is not None:
             challenge = await self.resource.challenge(bearer_token(_authorization(scope)), body)
             if challenge is not None:
-                status, header = challenge
+                if (refused := challenge.refused_write) is not None:
+                    self.audit.record(
+                        principal=oauth_principal(refused.access),
+                        tool=refused.tool,
+                        arguments=refused.arguments,
+                        outcome="refused",
+                    )
+                status = challenge.status
                 error = "invalid_token" if status == 401 else "insufficient_scope"
                 description = "Sign in again." if status == 401 else "Your sign-in lacks a scope this needs."
                 response = _error(status, error, description)
-                response.headers["WWW-Authenticate"] = header
+                response.headers["WWW-Authenticate"] = challenge.header
                 await response(scope, receive, send)
                 return
         await self.app(scope, _replay(body, receive), _bounded_errors(send))
@@ -171,11 +213,12 @@ class Gate:
                 status_code=405,
                 headers={"Allow": "POST"},
             )
+        if len([name for name, _ in headers if name == b"authorization"]) > 1:
+            # A proxy in front may read the first and this server the last: refuse the ambiguity,
+            # without auth too, where the proxy in front may be the one that checks.
+            return _error(400, "invalid_request", "Send one Authorization header, not several.")
         if self.settings.no_auth:
             return None
-        if len([name for name, _ in headers if name == b"authorization"]) > 1:
-            # A proxy in front may read the first and this server the last: refuse the ambiguity.
-            return _error(400, "invalid_request", "Send one Authorization header, not several.")
         if self.resource is not None:
             return None  # OAuth: checked once the body shows what is called (a write needs more)
         problem = self._problem(bearer_token(_authorization(scope)))
@@ -242,6 +285,38 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
             return None
         if not message.get("more_body", False):
             return bytes(body)
+
+
+def _envelope_is_plain(body: bytes) -> bool:
+    """Whether a JSON-RPC message's envelope (all of it but a call's arguments) is short, printable
+    text: an id of at most MAX_ID_CHARS (and an integer id within 64 bits), and every other key and
+    text at most MAX_ENVELOPE_TEXT_CHARS, without control, bidi or zero-width characters. A body
+    that is not a JSON object passes: the SDK refuses it, in words of its own."""
+    try:
+        message = pydantic_core.from_json(body)
+    except ValueError:
+        return True
+    if not isinstance(message, dict):
+        return True
+    request_id = message.get("id")
+    if isinstance(request_id, str) and len(request_id) > MAX_ID_CHARS:
+        return False
+    if isinstance(request_id, int) and not -(2**63) <= request_id < 2**63:
+        return False
+    params = message.get("params")
+    if isinstance(params, dict):
+        message["params"] = {key: value for key, value in params.items() if key != "arguments"}
+    pending: list[Any] = [message]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending += value.keys()
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
+        elif isinstance(value, str) and (len(value) > MAX_ENVELOPE_TEXT_CHARS or not value.isprintable()):
+            return False
+    return True
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

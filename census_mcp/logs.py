@@ -1,5 +1,6 @@
 """Logging: to stderr (stdout belongs to the protocol), every line scrubbed of secrets, bounded in
-length, and repeated warnings summed up instead of flooding the log."""
+length, its control, ANSI and bidi characters escaped, and repeated warnings summed up instead of
+flooding the log."""
 
 from __future__ import annotations
 

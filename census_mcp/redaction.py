@@ -12,8 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from census_mcp.untrusted import escaped
 
 MASK = "[redacted]"
 
@@ -144,7 +147,9 @@ def scrub_pairs(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs every log record before a handler writes it: known secrets by value, others by key.
+    """Scrubs every log record before a handler writes it: known secrets by value, others by key;
+    then writes each control, ANSI and bidi character as a visible escape, so that a caller's text
+    (a path, a tool name, a value) can neither forge a log line nor hide one.
 
     On the handler, not a logger, so that it also covers what the SDK and httpx log. With
     `max_chars`, a message is also cut to that length, and only its first ten times that much is
@@ -159,22 +164,36 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = self._bounded(scrub(scrub_pairs(self._searched(message)), self._secrets), len(message))
+        cleaned = self._bounded(escaped(self._scrubbed(message)), len(message))
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         if record.exc_info:
             # Rendered here, so that the traceback's text is scrubbed too.
-            trace = logging.Formatter().formatException(record.exc_info)
-            scrubbed = scrub(scrub_pairs(self._searched(trace)), self._secrets)
-            record.exc_text, record.exc_info = self._bounded(scrubbed, len(trace), lines=True), None
+            chunks = list(traceback.TracebackException(*record.exc_info).format())
+            trace = "".join(_frame_or_line(self._scrubbed(chunk)) for chunk in chunks).rstrip("\n")
+            rendered = sum(map(len, chunks)) - 1  # as written, less the final newline
+            record.exc_text, record.exc_info = self._bounded(trace, rendered, lines=True), None
         return True
 
-    def _searched(self, text: str) -> str:
-        return text if self._max_chars is None else text[: 10 * self._max_chars]
+    def _scrubbed(self, text: str) -> str:
+        searched = text if self._max_chars is None else text[: 10 * self._max_chars]
+        return scrub(scrub_pairs(searched), self._secrets)
 
     def _bounded(self, text: str, original_length: int, *, lines: bool = False) -> str:
-        """`text` cut to max_chars (a traceback, ten times that: it is many lines)."""
+        """`text` cut to max_chars (a traceback, ten times that: it is many lines). Escapes may have
+        made it longer than the original: the longer of the two is bounded."""
         limit = None if self._max_chars is None else self._max_chars * (10 if lines else 1)
-        if limit is None or original_length <= limit:
+        length = max(len(text), original_length)
+        if limit is None or length <= limit:
             return text
-        return f"{text[:limit]}… [{original_length - limit} characters cut]"
+        return f"{text[:limit]}… [{length - limit} characters cut]"
+
+
+def _frame_or_line(chunk: str) -> str:
+    """A piece of a traceback, escaped: a stack frame keeps its line breaks (the file and the source
+    line); anything else, an exception's message above all, is one line, whatever it holds."""
+    if chunk.startswith("  File "):
+        return "\n".join(map(escaped, chunk.split("\n")))
+    core = chunk.strip("\n")
+    start = len(chunk) - len(chunk.lstrip("\n"))
+    return chunk[:start] + escaped(core) + chunk[start + len(core) :]

@@ -29,7 +29,7 @@ from census_mcp.app import SourcesApp, sources_app
 from census_mcp.auth.audit import AuditTrail, Outcome, outcome_of_failure, principal_of
 from census_mcp.census.api import API_VERSIONS
 from census_mcp.census.cache import ListCache, ListStore
-from census_mcp.census.client import CensusClient
+from census_mcp.census.client import CensusClient, noting_write_statuses
 from census_mcp.census.errors import CensusError
 from census_mcp.census.retry import RetryPolicy, deadline
 from census_mcp.settings import Settings
@@ -122,16 +122,19 @@ class CensusMCPServer(MCPServer[AppState]):
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
         """The tool's result, or a ToolError that explains; every attempt to write is audited."""
-        try:
-            result = await self._checked_call(name, arguments, context)
-        except _Failed as failed:
-            self._audit(name, arguments, context, failed.outcome, failed.status)
-            raise failed.error from None
+        with noting_write_statuses() as statuses:
+            try:
+                result = await self._checked_call(name, arguments, context)
+            except _Failed as failed:
+                status = failed.status if failed.status is not None else _last(statuses)
+                self._audit(name, arguments, context, failed.outcome, status)
+                raise failed.error from None
         # Anything else is the first round of a multi-round-trip call (a confirmation asked for).
         if isinstance(result, CallToolResult):
             found = (result.structured_content or {}).get("id")
             written = found if isinstance(found, int) and not isinstance(found, bool) else None
-            self._audit(name, arguments, context, "failed" if result.is_error else "ok", source_id=written)
+            outcome: Outcome = "failed" if result.is_error else "ok"
+            self._audit(name, arguments, context, outcome, _last(statuses), source_id=written)
         return result
 
     def _audit(
@@ -209,6 +212,10 @@ class _Failed(Exception):
         self.error = error
         self.outcome = outcome
         self.status = status
+
+
+def _last(statuses: list[int]) -> int | None:
+    return statuses[-1] if statuses else None
 
 
 def _refused(message: str) -> _Failed:
@@ -289,7 +296,7 @@ def list_cache(settings: Settings) -> ListStore:
         return local
     from census_mcp.census.shared_cache import SharedListCache
 
-    return SharedListCache(settings.cache_url, settings.cache_seconds, local=local)
+    return SharedListCache(settings.cache_url.get_secret_value(), settings.cache_seconds, local=local)
 
 
 def census_client(settings: Settings) -> CensusClient:

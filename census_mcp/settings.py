@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import SecretStr
+from pydantic import AnyHttpUrl, SecretStr, TypeAdapter, ValidationError
 
 from census_mcp.census.api import API_VERSIONS, V1_RETIREMENT, VersionName, default_version
 from census_mcp.census.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
@@ -57,7 +57,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     """Matched without regard to case."""
     file_env: str | None = None
-    """For a secret: a variable naming a file that holds it (Docker and Kubernetes secrets)."""
+    """Each secret has one: a variable naming a file that holds it (Docker and Kubernetes secrets). Its
+    value is kept as a SecretStr, which no repr shows."""
 
 
 def _switch(value: str) -> bool:
@@ -199,8 +200,10 @@ OPTIONS: tuple[Option, ...] = (
         "cache_url",
         "--cache-url",
         "CENSUS_MCP_CACHE_URL",
-        "redis://HOST:PORT/DB: the list cache shared by every worker and host (pip install "
-        "'census-mcp[redis]'); without it, each process keeps its own.",
+        "redis://HOST:PORT/DB (redis://:PASSWORD@HOST:PORT/DB): the list cache shared by every worker "
+        "and host (pip install 'census-mcp[redis]'); without it, each process keeps its own. A secret, "
+        "as it may hold Redis's password.",
+        file_env="CENSUS_MCP_CACHE_URL_FILE",
     ),
     Option(
         "cache_max_mb",
@@ -290,6 +293,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("port", "--port", "CENSUS_MCP_PORT", "Port with --transport http.", parse=_port, default=8000),
     Option(
+        "public_url",
+        "--public-url",
+        "CENSUS_MCP_PUBLIC_URL",
+        "With --transport http: the URL clients reach this server at, behind any proxy "
+        "(https://mcp.example.com); with --auth oauth, its /mcp is the resource the protected-resource "
+        "metadata names. Default: http://HOST:PORT.",
+    ),
+    Option(
         "auth",
         "--auth",
         "CENSUS_MCP_AUTH",
@@ -309,8 +320,9 @@ OPTIONS: tuple[Option, ...] = (
         "oauth_audience",
         "--oauth-audience",
         "CENSUS_MCP_OAUTH_AUDIENCE",
-        "With --auth oauth: the audience tokens must name, this server's public /mcp URL (RFC 8707). "
-        "Default: http://HOST:PORT/mcp.",
+        "With --auth oauth: the audience (aud) access tokens must carry: a URL, or whatever your identity "
+        "provider puts there (Entra ID: the API's application ID, or its api:// URI). "
+        "Default: PUBLIC_URL/mcp (RFC 8707).",
     ),
     Option(
         "oauth_read_scope",
@@ -390,6 +402,14 @@ OPTIONS: tuple[Option, ...] = (
         default=10.0,
     ),
     Option(
+        "body_timeout_seconds",
+        "--body-timeout",
+        "CENSUS_MCP_BODY_TIMEOUT",
+        "Seconds an HTTP client has to send a request's body once its headers are in (slower get 408).",
+        parse=_positive_float,
+        default=30.0,
+    ),
+    Option(
         "max_connections",
         "--max-connections",
         "CENSUS_MCP_MAX_CONNECTIONS",
@@ -440,7 +460,7 @@ class Settings:
     cache_seconds: float = 30.0
     cache_max_entries: int = DEFAULT_MAX_ENTRIES
     cache_max_mb: float = DEFAULT_MAX_BYTES // 2**20
-    cache_url: str | None = None
+    cache_url: SecretStr | None = None
     census_connections: int = DEFAULT_MAX_CONNECTIONS
     max_result_bytes: int = 24 * 1024
     max_attempts: int = 6
@@ -452,6 +472,7 @@ class Settings:
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str | None = None
     auth: Literal["token", "passthrough", "oauth"] = "token"
     oauth_issuer: str | None = None
     oauth_audience: str | None = None
@@ -466,12 +487,24 @@ class Settings:
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
     header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     max_connections: int = 1000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        okta = "https://YOUR-ORG.okta.com/oauth2/default"
+        for dest, example in (
+            ("public_url", "https://mcp.example.com"),
+            ("oauth_issuer", okta),
+            ("oauth_jwks_url", f"{okta}/v1/keys"),
+            ("oauth_introspection_url", f"{okta}/v1/introspect"),
+        ):
+            url = getattr(self, dest)
+            if url is not None and (problem := _url_problem(url)):
+                option = next(option for option in OPTIONS if option.dest == dest)
+                raise SettingsError(f"{option.flag} ({option.env}) {problem}, e.g. {example}.")
         if self.sandbox:
             return
         if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:
@@ -520,15 +553,26 @@ class Settings:
 
     @property
     def resource_url(self) -> str:
-        """This server's public MCP URL, which OAuth access tokens must name as their audience."""
+        """This server's public MCP URL: the resource its OAuth metadata and challenges name."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return (self.oauth_audience or f"http://{host}:{self.port}/mcp").rstrip("/")
+        return (self.public_url or f"http://{host}:{self.port}").rstrip("/") + "/mcp"
+
+    @property
+    def token_audience(self) -> str:
+        """The audience OAuth access tokens must carry: the resource URL (RFC 8707), unless the identity
+        provider names this API otherwise (Entra ID's application ID)."""
+        return self.oauth_audience or self.resource_url
 
     @property
     def secrets(self) -> list[str]:
         """Every secret these settings hold, for scrubbing by value from logs and audit lines."""
-        held = (self.token, self.auth_token, self.oauth_client_secret)
-        return [secret.get_secret_value() for secret in held if secret]
+        held = (self.token, self.auth_token, self.oauth_client_secret, self.cache_url)
+        values = [secret.get_secret_value() for secret in held if secret]
+        if self.cache_url is not None:
+            # Redis's password may be logged on its own (redis-py's errors), and as written or decoded.
+            password = _password_in(self.cache_url.get_secret_value())
+            values += [password, unquote(password)] if password else []
+        return values
 
     @property
     def oauth(self) -> bool:
@@ -557,22 +601,46 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _check_base_url(url: str, *, example: str) -> None:
-    """Refuse, at start-up, a base URL no request could use; the URL itself is not echoed, as it may
-    carry credentials."""
-    parts = urlsplit(url)
-    problem = None
-    if parts.scheme not in ("http", "https"):
-        problem = "must start with https:// (or http:// for a local fake)"
-    elif not parts.hostname:
-        problem = "has no host"
-    elif parts.username or parts.password:
-        problem = "must not carry credentials: set the token with CENSUS_API_TOKEN"
-    elif parts.query or parts.fragment:
-        problem = "must not have a query or a fragment"
-    elif not _API_PATH.search(parts.path):
+    """Refuse, at start-up, a base URL no request could use."""
+    problem = _url_problem(url)
+    if problem is None and not _API_PATH.search(urlsplit(url).path):
         problem = "must end with the API's path, /api/v1 or /api/v2"
     if problem:
-        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}, e.g. {example}.")
+        advice = ": set the token with CENSUS_API_TOKEN" if problem == _CARRIES_CREDENTIALS else ""
+        raise SettingsError(f"--base-url (CENSUS_API_BASE_URL) {problem}{advice}, e.g. {example}.")
+
+
+_CARRIES_CREDENTIALS = "must not carry credentials"
+_HTTP_URL: TypeAdapter[AnyHttpUrl] = TypeAdapter(AnyHttpUrl)
+
+
+def _password_in(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _url_problem(url: str) -> str | None:
+    """Why an http(s) URL setting is unusable, or None; the URL itself is never echoed, as it may carry
+    credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "must start with https:// (or http:// for a local server)"
+    if not parts.hostname:
+        return "has no host"
+    if parts.username or parts.password:
+        return _CARRIES_CREDENTIALS
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    try:
+        _HTTP_URL.validate_python(url)
+    except ValidationError:
+        return "is not a valid URL"
+    return None
 
 
 def require_http_auth(settings: Settings) -> None:
@@ -650,9 +718,9 @@ def from_arguments(
         values[option.dest] = _parse(option, given)
     if values["api_version"] is None:
         values["api_version"] = default_version(today or date.today())
-    for secret in ("token", "auth_token", "oauth_client_secret"):
-        if values[secret] is not None:
-            values[secret] = SecretStr(values[secret])
+    for option in OPTIONS:
+        if option.file_env and values[option.dest] is not None:
+            values[option.dest] = SecretStr(values[option.dest])
     return Settings(**values)
 
 

@@ -29,6 +29,17 @@ def clean(text: str, limit: int = NAME_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def escaped(text: str) -> str:
+    """`text` with each character clean() would drop written as a visible escape (`\\n`, `\\x1b`,
+    `\\u202e`): for log lines, where what a caller sent should stay legible but must neither forge a
+    line nor hide or recolour one."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
 def quote(value: Any, limit: int = NAME_CHARS) -> str:
     """A value from Census as a quoted, escaped literal for text results."""
     if value is None or isinstance(value, bool | int | float):

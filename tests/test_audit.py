@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,21 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.elicitation import ElicitationResult
 from pydantic import SecretStr
 
+from census_mcp.http import create_http_app
 from census_mcp.sandbox import FaultConfig
 from census_mcp.server import build_server
 from tests.conftest import Sandbox, running_sandbox
 from tests.helpers import call, call_error, call_ok
-from tests.oauth_server import READ, WRITE, bound_socket, running_authorization_server, serving_socket
+from tests.oauth_server import (
+    READ,
+    WRITE,
+    AuthorizationServer,
+    bound_socket,
+    running_authorization_server,
+    serving_socket,
+)
 from tests.test_http import AUTH_TOKEN, connected, serving
+from tests.test_oauth import _post
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "audit-canary-pw-5e1f"
@@ -49,7 +60,9 @@ def _check(lines: list[dict[str, Any]], principal: dict[str, str], secrets: list
     assert created["type"] == "postgres"
     assert created["label"] == "Audited"
     assert isinstance(created["source_id"], int)
+    assert created["census_status"] == 201  # what the sandbox answers a create with
     assert refused["source_id"] == 2
+    assert refused["census_status"] is None  # never sent
     assert failed["census_status"] == 404
     assert all(line["principal"] == principal for line in lines)
     assert all(line["event"] == "census_write" and line["time"].endswith("Z") for line in lines)
@@ -90,11 +103,11 @@ async def test_passthrough_writes_name_a_short_digest_of_the_token(api_version: 
     )
 
 
-async def test_oauth_writes_name_the_subject_and_client(sandbox: Sandbox, tmp_path: Path) -> None:
-    audit = tmp_path / "audit.jsonl"
+@contextmanager
+def _oauth_serving(sandbox: Sandbox, audit: Path) -> Iterator[tuple[str, AuthorizationServer]]:
+    """census-mcp in OAuth mode, auditing to `audit`: its /mcp URL (the tokens' audience) and issuer."""
     with running_authorization_server() as issuer:
         sock = bound_socket()
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
         settings = sandbox.settings(
             transport="http",
             auth="oauth",
@@ -102,15 +115,35 @@ async def test_oauth_writes_name_the_subject_and_client(sandbox: Sandbox, tmp_pa
             oauth_issuer=issuer.issuer,
             audit_log=str(audit),
         )
-        from census_mcp.http import create_http_app
-
-        token = issuer.mint(audience=url, scopes=[READ, WRITE], client_id="claude-desktop")
         with serving_socket(create_http_app(settings), sock, lifespan="on"):
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            async with http, Client(streamable_http_client(url, http_client=http)) as client:
-                await _writes(client, sandbox)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp", issuer
+
+
+async def test_oauth_writes_name_the_subject_and_client(sandbox: Sandbox, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with _oauth_serving(sandbox, audit) as (url, issuer):
+        token = issuer.mint(audience=url, scopes=[READ, WRITE], client_id="claude-desktop")
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        async with http, Client(streamable_http_client(url, http_client=http)) as client:
+            await _writes(client, sandbox)
     principal = {"kind": "oauth", "sub": issuer.subject, "client_id": "claude-desktop"}
     _check(_lines(audit), principal, [PASSWORD, token, sandbox.token], audit.read_text())
+
+
+def test_a_write_refused_for_want_of_the_write_scope_is_audited(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The 403 step-up challenge comes from the HTTP edge, before any tool runs: it is audited there."""
+    audit = tmp_path / "audit.jsonl"
+    with _oauth_serving(sandbox, audit) as (url, issuer):
+        token = issuer.mint(audience=url, scopes=[READ], client_id="cursor")
+        arguments = {"source_id": 2, "confirm_name": sandbox.workspace.sources[2]["name"]}
+        answer = _post(url, token, "delete_source", arguments)
+        assert answer.status_code == 403
+        assert _post(url, token, "get_source", {"source_id": 2}).status_code == 200  # a read: not audited
+    [line] = _lines(audit)
+    assert (line["tool"], line["outcome"], line["source_id"]) == ("delete_source", "refused", 2)
+    assert line["principal"] == {"kind": "oauth", "sub": issuer.subject, "client_id": "cursor"}
+    assert token not in audit.read_text()
+    assert 2 in sandbox.workspace.sources
 
 
 async def test_a_declined_delete_is_audited_as_refused(sandbox: Sandbox, tmp_path: Path) -> None:

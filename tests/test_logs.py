@@ -5,33 +5,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from census_mcp.logs import RepeatFilter, configure_logging
+from census_mcp.logs import RepeatFilter
 from census_mcp.settings import Settings
+from tests.helpers import server_logging
 
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 
 
-@contextmanager
-def server_logging() -> Iterator[None]:
-    """Logging as the server configures it (to the stderr of the moment), undone afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure_logging(Settings(sandbox=True, log_level="INFO"))
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
 def test_a_log_line_is_cut_at_2000_characters(capsys: pytest.CaptureFixture[str]) -> None:
     logger = logging.getLogger("tests.logs.long")
-    with server_logging():
+    with server_logging(Settings(sandbox=True, log_level="INFO")):
         logger.info("tool name %s", "n" * 5000)
         logger.info("short line")
     lines = capsys.readouterr().err.splitlines()
@@ -43,7 +29,7 @@ def test_a_log_line_is_cut_at_2000_characters(capsys: pytest.CaptureFixture[str]
 
 def test_the_server_says_a_repeated_warning_once(capsys: pytest.CaptureFixture[str]) -> None:
     logger = logging.getLogger("tests.logs.repeated")
-    with server_logging():
+    with server_logging(Settings(sandbox=True, log_level="INFO")):
         for n in range(50):
             logger.warning("A client sent a malformed request (%d)", n)
     lines = capsys.readouterr().err.splitlines()
@@ -111,3 +97,27 @@ def test_the_kinds_tracked_are_bounded_at_a_thousand() -> None:
     assert _said(kept, "kind 1000") == "kind 1000"  # the thousand-and-first starts over
     assert _said(kept, "kind 0") == "kind 0"
     assert _said(kept, "kind 0") is None
+
+
+def test_log_lines_escape_what_could_forge_or_hide_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # What a caller controls (a path, a tool name, a value) may reach a log line through the SDK or
+    # a library: a line break forges a line, ESC recolours or erases one, U+202E reverses one.
+    forged = "/mcp\n2026-12-01 00:00:00,000 ERROR census_mcp.http: forged\x1b[2K\u202eenil"
+    logger = logging.getLogger("tests.logs.forged")
+    with server_logging(Settings(sandbox=True, log_level="INFO")):
+        logger.warning("Refused %s", forged)
+        try:
+            raise ValueError(f"bad name {forged}")
+        except ValueError:
+            logger.exception("Tool crashed")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith(
+        r"WARNING tests.logs.forged: Refused /mcp\n2026-12-01 00:00:00,000 ERROR "
+        r"census_mcp.http: forged\x1b[2K\u202eenil"
+    ), lines[0]
+    assert lines[1].endswith("ERROR tests.logs.forged: Tool crashed")
+    assert lines[2] == "Traceback (most recent call last):"
+    assert not any(line.startswith("2026-12-01 00:00:00") for line in lines)
+    assert lines[-1].startswith("ValueError: bad name /mcp\\n2026-12-01"), lines[-1]
+    for line in lines:
+        assert line.isprintable(), line

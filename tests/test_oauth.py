@@ -9,9 +9,11 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -36,6 +38,8 @@ from tests.oauth_server import (
     signing_in,
 )
 from tests.test_guarded_writes import READ_TOOLS, WRITE_TOOLS
+from tests.test_real_clients import census_mcp_over_http
+from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
 
@@ -155,12 +159,101 @@ async def test_a_token_without_the_write_scope_sees_and_may_call_only_the_reads(
         assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
 
 
+@pytest.mark.parametrize("scp", [f"{READ} {WRITE}", [READ, WRITE]], ids=["string", "list"])
+async def test_scopes_in_scp_count_as_a_string_or_a_list(served: Served, sandbox: Sandbox, scp: Any) -> None:
+    """Entra ID sends `scp` as one space-separated string, Okta as a list; either grants its scopes."""
+    async with with_token(served.url, served.token(scope=None, scp=scp)) as client:
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS | WRITE_TOOLS
+        await call_ok(client, "update_source", {"source_id": 2, "label": "Via scp"})
+    assert sandbox.workspace.sources[2]["label"] == "Via scp"
+
+
 async def test_read_only_wins_over_every_scope(
     sandbox: Sandbox, authorization_server: AuthorizationServer
 ) -> None:
     with oauth_server(sandbox, authorization_server, read_only=True) as served:
         async with with_token(served.url, served.token([READ, WRITE])) as client:
             assert {tool.name for tool in (await client.list_tools()).tools} == READ_TOOLS
+
+
+ENTRA_APP_ID = "6f1c1b8e-3f0a-4d8e-9a57-0c1f2d3e4b5a"
+
+
+@pytest.mark.parametrize("audience", [ENTRA_APP_ID, "api://census-mcp"])
+def test_the_audience_may_be_the_providers_own_name_for_the_api(
+    sandbox: Sandbox, authorization_server: AuthorizationServer, audience: str
+) -> None:
+    """Entra ID puts the API's application ID (or its api:// URI) in `aud`, not a URL: the server
+    still names its own URL as the resource, and takes tokens for that audience only."""
+    with oauth_server(sandbox, authorization_server, oauth_audience=audience) as served:
+        metadata = httpx2.get(served.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))
+        assert metadata.json()["resource"] == served.url
+        assert _post(served.url, served.issuer.mint(audience=audience, scopes=[READ])).status_code == 200
+        assert _post(served.url, served.token([READ])).status_code == 401
+        other_app = served.issuer.mint(audience="0b7c5d2e-1a3f-4c6d-8e9f-a1b2c3d4e5f6", scopes=[READ])
+        assert _post(served.url, other_app).status_code == 401
+
+
+def test_a_token_for_an_entra_app_is_refused_when_the_audience_is_left_to_its_default(
+    served: Served,
+) -> None:
+    assert _post(served.url, served.issuer.mint(audience=ENTRA_APP_ID, scopes=[READ])).status_code == 401
+
+
+def test_behind_a_proxy_the_public_url_is_the_resource_and_the_default_audience(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    public = "https://mcp.example.com/census"
+    with oauth_server(sandbox, authorization_server, public_url=public) as served:
+        root = served.url.removesuffix("/mcp")
+        metadata = httpx2.get(f"{root}/.well-known/oauth-protected-resource/census/mcp")
+        assert metadata.json()["resource"] == f"{public}/mcp"
+        challenge = _post(served.url, None).headers["www-authenticate"]
+        assert (
+            'resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/census/mcp"'
+            in (challenge)
+        )
+        assert (
+            _post(served.url, served.issuer.mint(audience=f"{public}/mcp", scopes=[READ])).status_code == 200
+        )
+        assert _post(served.url, served.token([READ])).status_code == 401
+
+
+def test_an_entra_style_setup_starts_from_the_command_line(tmp_path: Path) -> None:
+    """A GUID audience and an unreachable issuer: the server starts (the issuer is asked on the
+    first token) and names its public URL as the resource."""
+    options = [
+        *("--auth", "oauth", "--oauth-issuer", "https://login.microsoftonline.com/TENANT-ID/v2.0"),
+        *("--oauth-audience", ENTRA_APP_ID, "--public-url", "https://mcp.example.com"),
+    ]
+    with census_mcp_over_http(tmp_path / "stderr.txt", "unused", *options) as port:
+        metadata = httpx2.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp", timeout=10)
+        assert metadata.json()["resource"] == "https://mcp.example.com/mcp"
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "complaint"),
+    [
+        ("--public-url", "mcp.example.com", "--public-url (CENSUS_MCP_PUBLIC_URL) must start with https://"),
+        ("--public-url", "https://mcp.example.com/?x=1", "must not have a query or a fragment"),
+        ("--public-url", "https://exa mple.com", "is not a valid URL"),
+        ("--oauth-issuer", "login.microsoftonline.com/T/v2.0", "--oauth-issuer (CENSUS_MCP_OAUTH_ISSUER)"),
+        ("--oauth-jwks-url", "https://", "has no host"),
+    ],
+)
+def test_an_unusable_url_setting_is_one_line_at_start_up(option: str, value: str, complaint: str) -> None:
+    done = subprocess.run(
+        [_console_script(), "--sandbox", "--transport", "http", "--auth", "oauth", option, value]
+        + ([] if option == "--oauth-issuer" else ["--oauth-issuer", "https://id.example.com"]),
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert complaint in done.stderr
 
 
 def _tampered(token: str) -> str:

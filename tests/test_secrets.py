@@ -39,13 +39,12 @@ from census_mcp.census.errors import (
     CensusUnknownOutcomeError,
 )
 from census_mcp.census.retry import RetryPolicy
-from census_mcp.logs import configure_logging
 from census_mcp.redaction import MASK, RedactingFilter
 from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.server import CensusMCPServer, build_server
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
-from tests.helpers import call_error, call_ok, everything_shown
+from tests.helpers import call_error, call_ok, everything_shown, server_logging
 from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
@@ -383,24 +382,32 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert MASK in written
 
 
+def test_the_servers_logging_scrubs_the_redis_password_by_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shared cache's URL may hold Redis's password: neither it nor the password alone (as a
+    redis error might say it) reaches a log line."""
+    password = _canary("redis-pw")
+    url = f"redis://:{password}@redis.internal:6379/0"
+    with server_logging(Settings(token=SecretStr(TOKEN), cache_url=SecretStr(url), log_level="ERROR")):
+        logger = logging.getLogger("tests.secrets.redis")
+        logger.error("cannot reach %s", url)
+        logger.error("AUTH %s refused", password)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("tests.secrets.redis: cannot reach [redacted]")
+    assert lines[1].endswith("tests.secrets.redis: AUTH [redacted] refused")
+
+
 def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureFixture[str]) -> None:
     """Logging as the server sets it up (at --log-level ERROR here): the Census token and the MCP auth
     token clients present are cut out of any line that carries them, even as free text that names
     no key and no scheme."""
     auth_token = _canary("mcp-auth")
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure_logging(
-            Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
-        )
+    settings = Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
+    with server_logging(settings):
         logger = logging.getLogger("tests.secrets.configured")
         logger.warning("below the level, so not written")
         logger.error("a client sent %s as a tool name", auth_token)
         logger.error("upstream refused %s", TOKEN)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
     lines = capsys.readouterr().err.splitlines()
     when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
     assert len(lines) == 2, lines

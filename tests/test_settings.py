@@ -135,6 +135,23 @@ def test_secrets_can_come_from_files_as_docker_and_kubernetes_mount_them(tmp_pat
     assert flagged.token.get_secret_value() == "secret-token:flag"
 
 
+REDIS_PASSWORD = "redis-canary-pw-8c41"
+
+
+def test_a_cache_url_holding_redis_password_is_a_secret(tmp_path: Path) -> None:
+    """It is read from its _FILE like the other secrets, and no repr of the settings shows it."""
+    url = f"redis://:{REDIS_PASSWORD}@redis.internal:6379/0"
+    url_file = tmp_path / "cache_url"
+    url_file.write_text(url + "\n")
+    for settings in (_settings(CENSUS_MCP_CACHE_URL=url), _settings(CENSUS_MCP_CACHE_URL_FILE=str(url_file))):
+        assert settings.cache_url is not None
+        assert settings.cache_url.get_secret_value() == url
+        assert REDIS_PASSWORD not in repr(settings)
+        assert REDIS_PASSWORD not in str(settings)
+        assert url in settings.secrets
+        assert REDIS_PASSWORD in settings.secrets
+
+
 @pytest.mark.parametrize(
     ("env", "complaint"),
     [
@@ -147,6 +164,10 @@ def test_secrets_can_come_from_files_as_docker_and_kubernetes_mount_them(tmp_pat
             "CENSUS_MCP_AUTH_TOKEN_FILE names a file that cannot be read (FileNotFoundError).",
         ),
         ({"CENSUS_API_TOKEN_FILE": "{empty}"}, "CENSUS_API_TOKEN_FILE names an empty file."),
+        (
+            {"CENSUS_MCP_CACHE_URL": "redis://localhost", "CENSUS_MCP_CACHE_URL_FILE": "{file}"},
+            "Set CENSUS_MCP_CACHE_URL or CENSUS_MCP_CACHE_URL_FILE, not both.",
+        ),
     ],
 )
 def test_secret_files_that_cannot_serve_are_refused_in_one_line(

@@ -11,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -21,11 +22,13 @@ import pytest
 
 from census_mcp.census.cache import ListCache
 from census_mcp.census.shared_cache import SharedListCache
+from census_mcp.sandbox.faults import NO_FAULTS, FaultConfig
 from tests.conftest import Sandbox, running_sandbox
 from tests.test_real_clients import _free_port
 from tests.test_stdio import _environment
 
 pytestmark = pytest.mark.anyio
+REDIS_AWAY = "The shared cache (Redis) cannot be reached"
 POSTGRES = {"hostname": "db.internal", "port": 5432, "user": "census", "password": "pw", "database": "dw"}
 
 
@@ -121,9 +124,7 @@ async def test_redis_going_away_fails_no_call(
                 assert listed.value.total == len(sandbox.workspace.sources)
             await census.update_source(3, {"label": "Still writable"})
             assert (await census.list_sources()).value.items
-    warnings = [
-        record for record in caplog.records if "shared cache (Redis) cannot be reached" in record.message
-    ]
+    warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
     assert len(warnings) == 1
     await cache.aclose()
 
@@ -132,7 +133,8 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Many clients over HTTP, on two worker processes: each list is read from Census once per
-    window; with Redis killed mid-run, no call fails."""
+    window; with Redis killed while calls are in flight, every call still answers, and both workers
+    go on answering without it."""
     with running_sandbox("v1", size=300) as sandbox:
         port = _free_port()
         log = (tmp_path / "workers.log").open("w")
@@ -161,8 +163,36 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
             served = anyio.run(_calls, f"{root}/mcp", 60)
             assert served == 60
             assert _list_reads(sandbox) == 1
-            redis_server.stop()
-            assert anyio.run(_calls, f"{root}/mcp", 30) == 30
+
+            killed_mid_read = []
+
+            async def kill_redis_once_census_is_being_read() -> None:
+                for _ in range(500):
+                    if _list_reads(sandbox) > 1:
+                        break
+                    await anyio.sleep(0.01)
+                killed_mid_read.append(_list_reads(sandbox) > 1)
+                redis_server.stop()
+
+            # Census slowed and every call asking for a fresh read: the kill lands mid-call, with
+            # one worker reading Census for all and the others waiting on Redis for its result.
+            slow = FaultConfig(rate=1.0, kinds=("slow",), methods=("GET",), slow_seconds=0.5)
+            sandbox.workspace.faults = slow
+            in_flight = anyio.run(
+                _calls, f"{root}/mcp", 30, {"refresh": True}, kill_redis_once_census_is_being_read
+            )
+            assert killed_mid_read == [True]
+            assert in_flight == 30
+            sandbox.workspace.faults = NO_FAULTS
+            # Each worker says once that Redis is away, when a call of its own first meets it: two
+            # such lines, with every call answered, mean both workers answer without Redis.
+            noticed = 0
+            for _ in range(10):
+                assert anyio.run(_calls, f"{root}/mcp", 20) == 20
+                noticed = (tmp_path / "workers.log").read_text().count(REDIS_AWAY)
+                if noticed == 2:
+                    break
+            assert noticed == 2
         finally:
             workers.terminate()
             workers.wait(timeout=20)
@@ -180,9 +210,14 @@ def _wait_for(root: str) -> None:
     pytest.fail("the workers did not start")
 
 
-async def _calls(url: str, count: int) -> int:
+async def _calls(
+    url: str,
+    count: int,
+    arguments: dict[str, Any] | None = None,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> int:
     """`count` list_sources calls at once, each on a connection of its own (so both workers get
-    some); the number that succeeded."""
+    some), with `meanwhile` run alongside them; the number that succeeded."""
     from tests.test_hostile_http import _result, _tool_call
 
     succeeded = 0
@@ -197,11 +232,14 @@ async def _calls(url: str, count: int) -> int:
             "Mcp-Name": "list_sources",
         }
         async with httpx2.AsyncClient(timeout=30) as http:
-            answer = await http.post(url, content=_tool_call("list_sources", {}), headers=headers)
+            call = _tool_call("list_sources", arguments or {})
+            answer = await http.post(url, content=call, headers=headers)
         if answer.status_code == 200 and _result(answer)["isError"] is False:
             succeeded += 1
 
     async with anyio.create_task_group() as group:
         for _ in range(count):
             group.start_soon(one)
+        if meanwhile is not None:
+            group.start_soon(meanwhile)
     return succeeded

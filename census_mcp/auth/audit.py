@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 
 from census_mcp.census.cache import token_digest
 from census_mcp.census.errors import CensusError, CensusUnknownOutcomeError
@@ -99,16 +100,18 @@ def principal_of(settings: Settings, headers: Mapping[str, str] | None) -> Princ
     if settings.no_auth:
         return Principal("anonymous")
     if settings.oauth:
-        token = get_access_token()
-        return (
-            Principal("oauth", subject=token.subject, client_id=token.client_id)
-            if token
-            else Principal("oauth")
-        )
+        return oauth_principal(get_access_token())
     if settings.passthrough:
         presented = bearer_token((headers or {}).get("authorization", ""))
         return Principal("passthrough", token_digest=token_digest(presented)[:12] if presented else None)
     return Principal("shared-token")
+
+
+def oauth_principal(token: AccessToken | None) -> Principal:
+    """A signed-in caller: the token's subject and client."""
+    if token is None:
+        return Principal("oauth")
+    return Principal("oauth", subject=token.subject, client_id=token.client_id)
 
 
 def outcome_of_failure(cause: BaseException | None) -> tuple[Outcome, int | None]:

@@ -4,9 +4,10 @@ The MCP authorization spec makes this server a resource server: it names its aut
 in protected-resource metadata (RFC 9728), and checks each access token it is given. A JWT is
 checked against the issuer's published keys (JWKS), fetched once, kept, and fetched again when a
 token names a key not yet seen (a rotation), at most once per cooldown. An opaque token is checked
-by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707),
-the expiry (with a small allowance for clock skew) and the scopes are checked; a token that fails
-any check is refused, and nothing about why reaches the caller.
+by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707, or
+the identity provider's name for it), the expiry (with a small allowance for clock skew) and the
+scopes are checked; a token that fails any check is refused, and nothing about why reaches the
+caller.
 
 The JWT checks are PyJWT's (a dependency of the mcp SDK already); only the key cache, the discovery
 of the endpoints and the mapping to the SDK's AccessToken are written here.
@@ -51,8 +52,11 @@ class OAuthSetupError(RuntimeError):
 @dataclass(frozen=True)
 class OAuthConfig:
     issuer: str
+    resource: str
+    """This server's public /mcp URL, which the protected-resource metadata names (RFC 9728)."""
     audience: str
-    """This server's own /mcp URL (RFC 8707): tokens must be minted for it."""
+    """What tokens must carry as `aud`: the resource URL (RFC 8707) or the provider's name for this
+    API (Entra ID's application ID)."""
     read_scope: str
     write_scope: str
     jwks_url: str | None = None
@@ -62,7 +66,7 @@ class OAuthConfig:
     client_secret: str | None = None
 
     def __repr__(self) -> str:
-        return f"OAuthConfig(issuer={self.issuer!r}, audience={self.audience!r})"
+        return f"OAuthConfig(issuer={self.issuer!r}, resource={self.resource!r}, audience={self.audience!r})"
 
 
 async def discover(config: OAuthConfig, http: httpx2.AsyncClient) -> OAuthConfig:
@@ -166,7 +170,7 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, httpx2.HTTPError, ValueError) as exc:
             logger.info("Refused an access token (%s)", type(exc).__name__)
             return None
-        return access_token(token, claims, self._config.audience)
+        return access_token(token, claims, self._config.resource)
 
 
 class IntrospectionVerifier(TokenVerifier):
@@ -205,24 +209,33 @@ class IntrospectionVerifier(TokenVerifier):
             or claims["exp"] + CLOCK_SKEW_SECONDS < now
         ):
             return None
-        return access_token(token, claims, self._config.audience)
+        return access_token(token, claims, self._config.resource)
 
 
-def access_token(token: str, claims: Mapping[str, Any], audience: str) -> AccessToken:
-    """The SDK's AccessToken for verified claims; scopes from `scope` (RFC 9068) or `scp` (Entra, Okta)."""
-    scope = claims.get("scope")
-    scopes = scope.split() if isinstance(scope, str) else list(claims.get("scp") or [])
+def access_token(token: str, claims: Mapping[str, Any], resource: str) -> AccessToken:
+    """The SDK's AccessToken for verified claims; scopes from `scope` (RFC 9068) and `scp` (Entra, Okta)."""
     client_id = claims.get("client_id") or claims.get("azp") or claims.get("cid") or claims.get("appid") or ""
     return AccessToken(
         token=token,
         client_id=str(client_id),
-        scopes=[str(scope) for scope in scopes],
+        scopes=scopes_of(claims),
         # The SDK's own bearer check compares this with its clock: give it the same allowance for skew.
         expires_at=int(claims["exp"]) + CLOCK_SKEW_SECONDS,
-        resource=audience,
+        resource=resource,
         subject=str(claims.get("sub", "")),
         claims=dict(claims),
     )
+
+
+def scopes_of(claims: Mapping[str, Any]) -> list[str]:
+    """The scopes a token grants: `scope` and `scp` may each be a space-separated string (RFC 9068,
+    Entra ID) or a list (Okta); a token may carry both."""
+    scopes: list[str] = []
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        named = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        scopes += [str(scope) for scope in named if str(scope) not in scopes]
+    return scopes
 
 
 class RememberingVerifier(TokenVerifier):
@@ -288,6 +301,24 @@ def _reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, OAuthSetupError) else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class RefusedWrite:
+    """A write refused at the edge for want of the write scope: who tried what, for the audit trail."""
+
+    access: AccessToken
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A refusal at the HTTP edge: its status and WWW-Authenticate header."""
+
+    status: int
+    header: str
+    refused_write: RefusedWrite | None = None
+
+
 class ResourceServer:
     """OAuth mode at the HTTP edge: the protected-resource metadata (RFC 9728) that lets clients find
     the authorization server, and the challenges (RFC 6750) for a missing or refused token, a token
@@ -298,47 +329,50 @@ class ResourceServer:
         self.config = config
         self.write_tools = write_tools
         self.verifier = RememberingVerifier(DiscoveringVerifier(config))
-        audience = urlsplit(config.audience)
-        self.metadata_path = "/.well-known/oauth-protected-resource" + audience.path.rstrip("/")
-        self.metadata_url = f"{audience.scheme}://{audience.netloc}{self.metadata_path}"
+        resource = urlsplit(config.resource)
+        # RFC 9728 section 3.1: the well-known name goes between the host and the resource's path.
+        self.metadata_path = "/.well-known/oauth-protected-resource" + resource.path.rstrip("/")
+        self.metadata_url = f"{resource.scheme}://{resource.netloc}{self.metadata_path}"
 
     def metadata(self) -> dict[str, Any]:
         return {
-            "resource": self.config.audience,
+            "resource": self.config.resource,
             "authorization_servers": [self.config.issuer],
             "scopes_supported": [self.config.read_scope, self.config.write_scope],
             "bearer_methods_supported": ["header"],
             "resource_name": "census-mcp",
         }
 
-    async def challenge(self, token: str | None, body: bytes) -> tuple[int, str] | None:
+    async def challenge(self, token: str | None, body: bytes) -> Challenge | None:
         """The status and WWW-Authenticate challenge to answer with, or None to let the call in."""
         read, write = self.config.read_scope, self.config.write_scope
         # A 401 names the least scope needed: a client signs in to read, and steps up to write only
         # when it writes.
         if token is None:
-            return 401, self._challenge(f'scope="{read}"')
+            return Challenge(401, self._challenge(f'scope="{read}"'))
         access = await self.verifier.verify_token(token)
         if access is None:
-            return 401, self._challenge(
-                'error="invalid_token"', 'error_description="The token was not accepted."', f'scope="{read}"'
-            )
+            refused = 'error="invalid_token"', 'error_description="The token was not accepted."'
+            return Challenge(401, self._challenge(*refused, f'scope="{read}"'))
         if read not in access.scopes:
-            return 403, self._challenge('error="insufficient_scope"', f'scope="{read}"')
-        if write not in access.scopes and _called_tool(body) in self.write_tools:
-            return 403, self._challenge(
+            return Challenge(403, self._challenge('error="insufficient_scope"', f'scope="{read}"'))
+        call = _tool_call(body)
+        if write not in access.scopes and call is not None and call[0] in self.write_tools:
+            header = self._challenge(
                 'error="insufficient_scope"',
                 f'scope="{read} {write}"',
                 f'error_description="This tool changes the workspace: it needs the {write} scope."',
             )
+            return Challenge(403, header, RefusedWrite(access, *call))
         return None
 
     def _challenge(self, *parts: str) -> str:
         return "Bearer " + ", ".join([*parts, f'resource_metadata="{self.metadata_url}"'])
 
 
-def _called_tool(body: bytes) -> str | None:
-    """The tool a JSON-RPC tools/call names, or None for any other message (or none at all)."""
+def _tool_call(body: bytes) -> tuple[str, dict[str, Any]] | None:
+    """The tool a JSON-RPC tools/call names and its arguments, or None for any other message (or none
+    at all)."""
     try:
         message = json.loads(body)
     except ValueError:
@@ -346,5 +380,7 @@ def _called_tool(body: bytes) -> str | None:
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
     params = message.get("params")
-    name = params.get("name") if isinstance(params, dict) else None
-    return name if isinstance(name, str) else None
+    if not isinstance(params, dict) or not isinstance(name := params.get("name"), str):
+        return None
+    arguments = params.get("arguments")
+    return name, arguments if isinstance(arguments, dict) else {}

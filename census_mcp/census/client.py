@@ -10,7 +10,9 @@ import copy
 import json
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -55,6 +57,21 @@ MAX_PER_PAGE = 100
 DEFAULT_MAX_CONNECTIONS = 64
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
+_write_statuses: ContextVar[list[int] | None] = ContextVar("census_write_statuses", default=None)
+
+
+@contextmanager
+def noting_write_statuses() -> Iterator[list[int]]:
+    """The HTTP status of each write Census accepts inside this block, for the audit trail; a list
+    the client appends to, so that writes made in tasks the block starts are noted too."""
+    statuses: list[int] = []
+    reset = _write_statuses.set(statuses)
+    try:
+        yield statuses
+    finally:
+        _write_statuses.reset(reset)
+
+
 logger = logging.getLogger(__name__)
 _MAX_MESSAGE_CHARS = 300
 
@@ -214,7 +231,7 @@ class CensusClient:
     async def _write(self, operation: Operation, *, json: Mapping[str, Any] | None = None, **ids: Any) -> Any:
         """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""
         try:
-            return await self._request(operation, json=json, **ids)
+            return await self._request(operation, json=json, noted=_write_statuses.get(), **ids)
         finally:
             await self._cache.clear(self.base_url)
 
@@ -314,15 +331,21 @@ class CensusClient:
         *,
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
+        noted: list[int] | None = None,
         **ids: Any,
     ) -> Any:
+        """One request's JSON answer; its status is appended to `noted`, when given."""
         route = self.api.route(operation)
         path = route.path_for(**ids)
         where = self._where(route.method, path)
+
+        def parse(response: httpx2.Response) -> Any:
+            if noted is not None:
+                noted.append(response.status_code)
+            return _json_body(response, where)
+
         try:
-            return await self._send(
-                route, path, lambda response: _json_body(response, where), params=params, json=json
-            )
+            return await self._send(route, path, parse, params=params, json=json)
         except CensusNotFoundError as exc:
             raise await self._missing_route_or(exc, operation, ids) from None
 
