@@ -169,9 +169,10 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = cleaned, None
         if record.exc_info:
             # Rendered here, so that the traceback's text is scrubbed too.
-            chunks = traceback.TracebackException(*record.exc_info).format()
+            chunks = list(traceback.TracebackException(*record.exc_info).format())
             trace = "".join(_frame_or_line(self._scrubbed(chunk)) for chunk in chunks).rstrip("\n")
-            record.exc_text, record.exc_info = self._bounded(trace, len(trace), lines=True), None
+            rendered = sum(map(len, chunks)) - 1  # as written, less the final newline
+            record.exc_text, record.exc_info = self._bounded(trace, rendered, lines=True), None
         return True
 
     def _scrubbed(self, text: str) -> str:

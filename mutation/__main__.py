@@ -11,6 +11,8 @@ import argparse
 import importlib
 import os
 import random
+import re
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -30,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = _targets(args.targets, args.module)
     accepted = read_accepted(Path(args.accepted))
     mutants = [mutant for target in targets for mutant in mutants_of(target) if args.match in mutant.key]
-    full = args.sample is None and not args.module and not args.match
+    if args.since:
+        changed = _changed_lines(args.since, {target.path for target in targets})
+        mutants = [mutant for mutant in mutants if mutant.line in changed.get(mutant.target.path, ())]
+    full = args.sample is None and not args.module and not args.match and not args.since
     if args.sample is not None and args.sample < len(mutants):
         chosen = sorted(random.Random(args.seed).sample(range(len(mutants)), args.sample))  # noqa: S311
         mutants = [mutants[index] for index in chosen]
@@ -114,6 +119,27 @@ def read_accepted(path: Path) -> dict[str, str]:
     return accepted
 
 
+_HUNK = re.compile(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
+
+
+def _changed_lines(revision: str, paths: set[str]) -> dict[str, set[int]]:
+    """The lines of each file, as it is now, that differ from `revision`: where a change's mutants live."""
+    changed: dict[str, set[int]] = {}
+    for path in paths:
+        diff = subprocess.run(  # noqa: S603 - git, with a revision the developer named
+            ["git", "diff", "--unified=0", revision, "--", path],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        changed[path] = {
+            line
+            for start, count in _HUNK.findall(diff)
+            for line in range(int(start), int(start) + int(count or 1))
+        }
+    return changed
+
+
 def _targets(spec: str, modules: Sequence[str]) -> list[Target]:
     module_name, _, attribute = spec.partition(":")
     targets: Sequence[Target] = getattr(importlib.import_module(module_name), attribute or "TARGETS")
@@ -127,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/mutants", description=__doc__.split("\n")[0])
     parser.add_argument("--module", action="append", default=[], help="only this module (repeatable)")
     parser.add_argument("--match", default="", help="only mutants whose key contains this text")
+    parser.add_argument("--since", help="only mutants of lines changed since this git revision")
     parser.add_argument("--sample", type=int, help="run this many mutants, chosen by --seed")
     parser.add_argument("--seed", type=int, default=14, help="chooses the sample (default 14)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")

@@ -13,6 +13,7 @@ _SECRETS = "tests/test_secrets.py"
 _RELIABILITY = "tests/test_reliability.py"
 _CACHE = "tests/test_paging_and_cache.py"
 _VERSIONS = "tests/test_api_versions.py"
+_BOUNDS = "tests/test_bounds.py"
 
 TARGETS = (
     Target(
@@ -26,11 +27,12 @@ TARGETS = (
             f"{_SECRETS}::test_a_numeric_secret_that_census_echoes_back_is_scrubbed",
             f"{_SECRETS}::test_the_token_is_sent_as_given_yet_never_shown_in_errors",
             f"{_SECRETS}::test_settings_client_and_errors_render_without_secrets",
+            "tests/test_bounds.py::test_the_secret_key_cache_holds_only_short_names",
         ),
     ),
     Target(
         "census_mcp/logs.py",
-        tests=(f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value",),
+        tests=("tests/test_logs.py", f"{_SECRETS}::test_the_servers_logging_scrubs_both_tokens_by_value"),
     ),
     Target(
         "census_mcp/untrusted.py",
@@ -82,6 +84,26 @@ TARGETS = (
             f"{_CACHE}::test_a_one_second_window_still_caches",
             f"{_CACHE}::test_a_token_never_reaches_the_cache_key",
             f"{_CACHE}::test_concurrent_misses_share_one_fetch_and_hits_do_not_queue",
+            f"{_CACHE}::test_a_listing_travels_to_a_shared_cache_and_back_unchanged",
+            *(
+                f"{_BOUNDS}::{name}"
+                for name in (
+                    "test_fifty_thousand_keys_leave_the_configured_entries_and_nothing_else",
+                    "test_the_size_bound_evicts_a_large_listing_before_the_count_bound_is_reached",
+                    "test_the_expired_go_first_then_the_least_recently_used",
+                    "test_an_expired_list_goes_before_a_fresher_one_used_less_recently",
+                    "test_the_bytes_held_are_those_of_the_lists_kept",
+                    "test_an_expired_list_whose_read_again_fails_holds_nothing",
+                    "test_a_write_to_one_workspace_leaves_a_read_of_another_to_be_kept",
+                    "test_a_fetch_begun_before_a_write_is_not_stored_after_it",
+                    "test_a_waiter_that_gives_up_leaves_nothing_behind",
+                    "test_a_listing_weighs_what_its_pages_weigh_once_parsed",
+                    "test_a_list_over_the_budget_is_read_again_and_a_small_one_reused",
+                    "test_the_cache_bounds_are_settings_with_defaults",
+                )
+            ),
+            "tests/test_shared_cache.py::test_workers_share_one_read_per_window_and_a_write_clears_it_for_all",
+            "tests/test_shared_cache.py::test_redis_going_away_fails_no_call",
         ),
     ),
     Target(

@@ -41,9 +41,10 @@ def anyio_backend() -> str:
 
 
 @contextmanager
-def serve_on_loopback(app: Any, *, lifespan: str = "off") -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 at a free port, in a thread; yields http://127.0.0.1:PORT."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan)
+def serve_on_loopback(app: Any, *, lifespan: str = "off", **options: Any) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 at a free port, in a thread; yields http://127.0.0.1:PORT.
+    `options` go to uvicorn.Config (the HTTP server's limits, say)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

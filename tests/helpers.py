@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mcp import Client
 from mcp.types import CallToolResult
 
+from census_mcp.logs import configure_logging
 from census_mcp.server import result_text
+from census_mcp.settings import Settings
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> CallToolResult:
@@ -40,3 +45,17 @@ def wire_bytes(result: CallToolResult) -> int:
 def everything_shown(result: CallToolResult) -> str:
     """All a model sees of a result, as one string, for leak checks."""
     return result_text(result) + json.dumps(result.structured_content)
+
+
+@contextmanager
+def server_logging(settings: Settings) -> Iterator[None]:
+    """Logging as the server sets it up for `settings` (to the stderr of the moment), put back as it
+    was afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging(settings)
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

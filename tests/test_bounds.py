@@ -4,6 +4,7 @@ a team server meets thousands of tokens and ever-new searches over months withou
 from __future__ import annotations
 
 import gc
+import secrets
 import tracemalloc
 from dataclasses import dataclass
 
@@ -109,6 +110,77 @@ async def test_the_expired_go_first_then_the_least_recently_used() -> None:
     assert set(cache._entries) == {key(1), key(3), key(4)}
 
 
+async def test_an_expired_list_goes_before_a_fresher_one_used_less_recently() -> None:
+    now = [0.0]
+    cache = ListCache(ttl_seconds=30, max_entries=3, clock=lambda: now[0])
+    await feed(cache, range(1))
+    now[0] += 20
+    await feed(cache, range(1, 3))
+    now[0] += 5
+    await feed(cache, range(1))  # a hit: key 0 is the most recently used, yet the oldest read
+    now[0] += 6  # key 0 has expired; keys 1 and 2, used less recently, have not
+    await feed(cache, range(3, 4))
+    assert set(cache._entries) == {key(1), key(2), key(3)}
+
+
+def held(cache: ListCache) -> int:
+    """The bytes the cache counts as held, as its repr reports them."""
+    return int(repr(cache).rsplit("size_bytes=", 1)[1].rstrip(")"))
+
+
+async def test_the_bytes_held_are_those_of_the_lists_kept() -> None:
+    now = [0.0]
+    cache = ListCache(ttl_seconds=30, max_bytes=3000, clock=lambda: now[0])
+    await feed(cache, range(3), size_bytes=1000)
+    assert held(cache) == 3000
+
+    async def smaller() -> Value:
+        return Value(0, 500)
+
+    await cache.get(key(0), smaller, refresh=True)  # read again, and smaller
+    assert held(cache) == 2500
+    await feed(cache, range(3, 4), size_bytes=500)  # room for it without evicting
+    assert set(cache._entries) == {key(0), key(1), key(2), key(3)}
+    await feed(cache, range(4, 5), size_bytes=2000)  # the least recently used two make room
+    assert set(cache._entries) == {key(0), key(3), key(4)}
+    assert held(cache) == 3000
+    await feed(cache, range(5, 6), size_bytes=3000)  # exactly the budget: kept, alone
+    assert set(cache._entries) == {key(5)}
+    assert held(cache) == 3000
+
+
+async def test_an_expired_list_whose_read_again_fails_holds_nothing() -> None:
+    now = [0.0]
+    cache = ListCache(ttl_seconds=30, clock=lambda: now[0])
+    await feed(cache, range(1), size_bytes=1000)
+    now[0] += 30
+
+    async def failing_fetch() -> Value:
+        raise RuntimeError("Census is down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get(key(0), failing_fetch)
+    assert not cache._entries
+    assert held(cache) == 0
+
+
+async def test_a_write_to_one_workspace_leaves_a_read_of_another_to_be_kept() -> None:
+    cache = ListCache(ttl_seconds=30)
+    release = anyio.Event()
+
+    async def slow_fetch() -> Value:
+        await release.wait()
+        return Value(1)
+
+    other = key("list", workspace="https://census.test/api/v2")
+    async with anyio.create_task_group() as group:
+        group.start_soon(cache.get, other, slow_fetch)
+        await anyio.sleep(0.05)
+        await cache.clear(WORKSPACE)
+        release.set()
+    assert (await cache.get(other, slow_fetch)).from_cache
+
+
 async def test_a_fetch_begun_before_a_write_is_not_stored_after_it() -> None:
     cache = ListCache(ttl_seconds=30)
     release = anyio.Event()
@@ -193,6 +265,7 @@ def test_the_cache_bounds_are_settings_with_defaults() -> None:
         return parsed.cache_max_entries, parsed.cache_max_mb, parsed.census_connections
 
     assert settings() == (256, 64, 64)
+    assert (ListCache(ttl_seconds=30).max_entries, ListCache(ttl_seconds=30).max_bytes) == (256, 64 * 2**20)
     env = {"CENSUS_MCP_CACHE_MAX_ENTRIES": "10", "CENSUS_MCP_CACHE_MAX_MB": "0.5"}
     assert settings(**env, CENSUS_MCP_CENSUS_CONNECTIONS="4") == (10, 0.5, 4)
     assert settings("--cache-max-entries", "20", "--census-connections", "8", **env) == (20, 0.5, 8)
@@ -204,11 +277,18 @@ def test_the_cache_bounds_are_settings_with_defaults() -> None:
 def test_the_secret_key_cache_holds_only_short_names() -> None:
     from census_mcp import redaction
 
+    redaction._is_secret_key_cached.cache_clear()  # other tests may have filled it
     held = redaction._is_secret_key_cached.cache_info().currsize
     long_keys = [f"{'x' * 10_000}_password_{number}" for number in range(100)]
     assert all(redaction.is_secret_key(name) for name in long_keys)
     assert redaction._is_secret_key_cached.cache_info().currsize == held
     assert redaction._is_secret_key_cached.cache_info().maxsize == 4096
+    # Up to 64 characters a name is kept (a field name, asked about again and again); beyond, never.
+    unique = secrets.token_hex(27)  # a name no test asked about before
+    assert redaction.is_secret_key(f"{unique}x_password")
+    assert redaction._is_secret_key_cached.cache_info().currsize == held + 1
+    assert redaction.is_secret_key(f"{unique}xy_password")
+    assert redaction._is_secret_key_cached.cache_info().currsize == held + 1
 
 
 def test_configuring_logging_again_replaces_the_handler() -> None:

@@ -1,11 +1,13 @@
-"""Hostile HTTP, replayed against a real `census-mcp --transport http` process on loopback: every
-answer is bounded, each request costs little, the log stays clean, headers are read strictly, and
-the server still serves after each group."""
+"""Hostile HTTP: every answer is bounded, each request costs little, the log stays clean, headers are
+read strictly, and the server still serves after each group.
+
+Replayed against the HTTP app served in this process by uvicorn with the limits census-mcp gives it
+(so that mutation testing sees the code it runs), and, where only a real `census-mcp --transport
+http` process shows it (its own log, its command line's limits), against that process on loopback.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import socket
@@ -17,9 +19,11 @@ from typing import Any
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 
-from census_mcp.logs import REPEAT_WINDOW_SECONDS, RepeatFilter, configure_logging
+from census_mcp.http import create_http_app, uvicorn_limits
 from census_mcp.settings import Settings
+from tests.conftest import serve_on_loopback
 from tests.test_real_clients import census_mcp_over_http
 
 TOKEN = "hostile-http-token-5c1e"
@@ -33,7 +37,8 @@ BODY_TIMEOUT = 1.0
 class Served:
     url: str
     port: int
-    log: Path
+    log: Path | None
+    """The process's stderr; None when served in this process."""
 
     def post(self, body: bytes, **headers: str) -> httpx2.Response:
         sent = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -51,6 +56,7 @@ class Served:
         assert _result(answer)["isError"] is False
 
     def logged(self) -> str:
+        assert self.log is not None, "only a process of its own has a log to read"
         return self.log.read_text(errors="replace")
 
 
@@ -93,7 +99,23 @@ def _error_text(answer: httpx2.Response) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served() -> Iterator[Served]:
+    """The HTTP app in this process, under uvicorn with the limits `census-mcp --transport http` sets."""
+    settings = Settings(
+        sandbox=True,
+        transport="http",
+        auth_token=SecretStr(TOKEN),
+        header_timeout_seconds=HEADER_TIMEOUT,
+        body_timeout_seconds=BODY_TIMEOUT,
+    )
+    limits = uvicorn_limits(settings)
+    with serve_on_loopback(create_http_app(settings), lifespan="on", **limits) as root:
+        yield Served(f"{root}/mcp", int(root.rsplit(":", 1)[1]), None)
+
+
+@pytest.fixture(scope="module")
+def served_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`census-mcp --transport http` as a process of its own, its stderr kept."""
     log = tmp_path_factory.mktemp("hostile") / "stderr.txt"
     options = ("--log-level", "INFO", "--header-timeout", str(HEADER_TIMEOUT))
     options += ("--body-timeout", str(BODY_TIMEOUT))
@@ -224,25 +246,37 @@ def test_oversized_deep_batched_and_malformed_bodies_are_refused_small(served: S
     served.still_serves()
 
 
-def test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line(served: Served) -> None:
-    before = len(served.logged())
-    for _ in range(5):
-        with socket.create_connection(("127.0.0.1", served.port)) as raw:
-            raw.sendall(
-                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Accept: application/json, text/event-stream\r\n"
-                + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
-                + b'{"jsonrpc": "2.0"'
-            )
-    time.sleep(0.5)
-    served.still_serves()
-    logged = served.logged()[before:]
-    assert "Traceback" not in logged
-    assert "ClientDisconnect" not in logged
-    assert logged.count("A client hung up during POST") >= 1
+def test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashes = logging.getLogger("uvicorn.error")  # where uvicorn reports an app that raised
+    crashes.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", served.port)) as raw:
+                    raw.sendall(
+                        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        b"Accept: application/json, text/event-stream\r\n"
+                        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
+                        + b'{"jsonrpc": "2.0"'
+                    )
+            time.sleep(0.5)
+            served.still_serves()
+    finally:
+        crashes.removeHandler(caplog.handler)
+    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.http"]
+    assert said.count('A client hung up during POST "/mcp"') >= 1
+    assert [record for record in caplog.records if record.exc_info or record.levelno >= logging.WARNING] == []
 
 
-def test_connections_that_never_finish_their_headers_are_closed(served: Served) -> None:
+@pytest.mark.parametrize(
+    "where", [pytest.param("served", id="in-process"), pytest.param("served_process", id="process")]
+)
+def test_connections_that_never_finish_their_headers_are_closed(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    served: Served = request.getfixturevalue(where)
     slow = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(20)]
     try:
         for raw in slow:
@@ -361,7 +395,8 @@ def test_auth_scheme_variants(served: Served, authorization: str, status: int) -
     assert len(answer.content) < (10_000 if status == 200 else ERROR_BYTES)
 
 
-def test_nothing_caller_sent_reaches_the_log_unquoted(served: Served) -> None:
+def test_nothing_caller_sent_reaches_the_log_unquoted(served_process: Served) -> None:
+    served = served_process
     marker = "\x1b[31mINJECTED\u202e"
     served.call("list_sources", {marker: 1})
     served.call(marker * 1000, {})
@@ -370,70 +405,3 @@ def test_nothing_caller_sent_reaches_the_log_unquoted(served: Served) -> None:
     assert "\x1b[31mINJECTED" not in logged
     assert "\u202e" not in logged
     assert all(len(line) <= 2100 for line in logged.splitlines())
-
-
-@contextlib.contextmanager
-def server_logging() -> Iterator[logging.Logger]:
-    """A logger whose records go through the handler the server sets up (written to stderr). Set up
-    in the test itself, so that the handler writes to the stderr capsys reads then."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure_logging(Settings(log_level="INFO"))
-        yield logging.getLogger("tests.hostile.logged")
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-def test_log_lines_escape_what_could_forge_or_hide_a_line(capsys: pytest.CaptureFixture[str]) -> None:
-    # What a caller controls (a path, a tool name, a value) may reach a log line through the SDK or
-    # a library: a line break forges a line, ESC recolours or erases one, U+202E reverses one.
-    forged = "/mcp\n2026-12-01 00:00:00,000 ERROR census_mcp.http: forged\x1b[2K\u202eenil"
-    with server_logging() as logger:
-        logger.warning("Refused %s", forged)
-        try:
-            raise ValueError(f"bad name {forged}")
-        except ValueError:
-            logger.exception("Tool crashed")
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0].endswith(
-        r"WARNING tests.hostile.logged: Refused /mcp\n2026-12-01 00:00:00,000 ERROR "
-        r"census_mcp.http: forged\x1b[2K\u202eenil"
-    ), lines[0]
-    assert lines[1].endswith("ERROR tests.hostile.logged: Tool crashed")
-    assert lines[2] == "Traceback (most recent call last):"
-    assert not any(line.startswith("2026-12-01 00:00:00") for line in lines)
-    assert lines[-1].startswith("ValueError: bad name /mcp\\n2026-12-01"), lines[-1]
-    for line in lines:
-        assert line.isprintable(), line
-
-
-def test_a_warning_repeated_within_a_window_is_held_back_and_counted() -> None:
-    # A caller who can trigger a warning (a refused Host, say) adds one line a window, not one each.
-    now = [1000.0]
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RepeatFilter(clock=lambda: now[0]))
-    logger = logging.getLogger("tests.hostile.repeated")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        for attempt in range(50):
-            logger.warning("Refused Host %s", f"evil-{attempt}.example")
-            logger.info("Served request %d", attempt)  # below WARNING: never held back
-            now[0] += 1.0
-        logger.error("Refused Host %s", "other-level.example")  # another kind: its own window
-        now[0] += REPEAT_WINDOW_SECONDS
-        logger.warning("Refused Host %s", "late.example")
-    finally:
-        logger.removeHandler(handler)
-    lines = stream.getvalue().splitlines()
-    refused = [line for line in lines if line.startswith("Refused Host")]
-    assert refused == [
-        "Refused Host evil-0.example",
-        "Refused Host other-level.example",
-        "Refused Host late.example (49 more like it in the last minute)",
-    ]
-    assert sum(line.startswith("Served request") for line in lines) == 50

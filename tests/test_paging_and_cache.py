@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -13,7 +14,8 @@ from mcp import Client
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from census_mcp.census.cache import ListCache
+from census_mcp.census.cache import Fetched, ListCache, codec_for
+from census_mcp.census.models import Listing, Source
 from census_mcp.sandbox.app import RequestRecord
 from census_mcp.server import build_server, result_text
 from tests.conftest import Sandbox, running_sandbox
@@ -330,3 +332,17 @@ async def test_concurrent_misses_share_one_fetch_and_hits_do_not_queue() -> None
             assert (await cache.get(other, quick_fetch)).value.number == -1
         release.set()
     assert fetches == 3
+
+
+def test_a_listing_travels_to_a_shared_cache_and_back_unchanged() -> None:
+    """What one worker stores in Redis, another reads back: every row, the total, the size and the
+    time it was read, marked as from the cache."""
+    rows = [Source(id=1, name="warehouse", type="snowflake", group_id="grp_a"), Source(id=2, label="lake")]
+    read_at = datetime(2026, 12, 1, 9, 30, 15, 250000, tzinfo=UTC)
+    fetched = Fetched(Listing(rows, total=2, json_bytes=731), read_at, from_cache=False)
+    raw = codec_for(Source).encode(fetched)
+    back = codec_for(Source).decode(raw)
+    assert back.value.items == rows
+    assert (back.value.total, back.value.json_bytes) == (2, 731)
+    assert back.fetched_at == read_at
+    assert back.from_cache is True

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
-from census_mcp.redaction import MASK, is_secret_key, mask_secrets, scrub, secret_values
+from census_mcp.redaction import MASK, RedactingFilter, is_secret_key, mask_secrets, scrub, secret_values
 from census_mcp.sandbox.source_types import SOURCE_TYPES
 
 # Secret fields as warehouses and their connectors spell them, grouped by the one part of the
@@ -166,3 +167,40 @@ def test_secret_values_and_scrub_cover_multi_line_keys() -> None:
     assert "MIIEvQIBADANBgkq" not in cleaned
     assert "hunter22" not in cleaned
     assert cleaned.endswith("for db")
+
+
+def _crash(message: str) -> RuntimeError:
+    """An exception that was raised, so that it carries a traceback."""
+    try:
+        raise RuntimeError(message)
+    except RuntimeError as exc:
+        return exc
+
+
+def _filtered(message: str, *, max_chars: int, crash: BaseException | None = None) -> logging.LogRecord:
+    """A record as a handler with a bounded RedactingFilter, knowing one secret, leaves it."""
+    exc_info = None if crash is None else (type(crash), crash, crash.__traceback__)
+    record = logging.LogRecord("tests.redaction", logging.ERROR, __file__, 1, message, None, exc_info)
+    RedactingFilter(["tok-5e3a9"], max_chars=max_chars).filter(record)
+    return record
+
+
+def _trace(crash: BaseException) -> str:
+    return logging.Formatter().formatException((type(crash), crash, crash.__traceback__))
+
+
+def test_a_log_line_over_its_bound_is_cut_saying_how_much_was_cut() -> None:
+    assert _filtered("a" * 100, max_chars=100).getMessage() == "a" * 100
+    assert _filtered("b" * 250, max_chars=100).getMessage() == "b" * 100 + "… [150 characters cut]"
+    assert _filtered("tok-5e3a9 " + "c" * 200, max_chars=20).getMessage() == (
+        f"{MASK} {'c' * (20 - len(MASK) - 1)}… [190 characters cut]"
+    )
+
+
+def test_a_traceback_may_be_ten_times_a_line_then_is_cut_too() -> None:
+    short = _crash("x" * 500)
+    assert _filtered("crashed", max_chars=100, crash=short).exc_text == _trace(short)
+    long = _crash("tok-5e3a9 " + "y" * 3000)
+    trace = _trace(long)
+    cut = _filtered("crashed", max_chars=100, crash=long).exc_text
+    assert cut == trace.replace("tok-5e3a9", MASK)[:1000] + f"… [{len(trace) - 1000} characters cut]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -252,14 +253,17 @@ async def test_a_rate_limited_create_is_not_repeated_either(faulty: Sandbox) -> 
     assert _attempts(faulty, "POST", "/sources") == 1
 
 
-async def test_a_post_that_never_left_is_retried() -> None:
-    import socket
-
+def _refusing_url() -> str:
+    """The URL of a loopback port nothing listens on: every connection to it is refused."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/api/v1"
+
+
+async def test_a_post_that_never_left_is_retried() -> None:
     time = FakeTime()
-    census = CensusClient(f"http://127.0.0.1:{port}/api/v1", SANDBOX_TOKEN, retry=time.policy(max_attempts=3))
+    census = CensusClient(_refusing_url(), SANDBOX_TOKEN, retry=time.policy(max_attempts=3))
     async with census:
         with pytest.raises(CensusConnectionError) as failure:
             await census.create_source({"type": "postgres", "credentials": POSTGRES})
@@ -267,6 +271,18 @@ async def test_a_post_that_never_left_is_retried() -> None:
     assert "could not connect" in failure.value.message
     assert "Gave up after 3 attempts" in failure.value.message
     assert not isinstance(failure.value, CensusUnknownOutcomeError)
+
+
+async def test_a_host_that_refuses_connections_is_tried_for_two_seconds_not_the_whole_budget() -> None:
+    """A wrong address never heals: by default its retries stop within 2 s, not 45."""
+    time = FakeTime()
+    fake_time = {"sleep": time.sleep, "clock": lambda: time.now, "jitter": lambda: 0.5}
+    census = CensusClient(_refusing_url(), SANDBOX_TOKEN, retry=replace(RetryPolicy(), **fake_time))
+    async with census:
+        with pytest.raises(CensusConnectionError, match="Gave up after 3 attempts"):
+            await census.get_source(5)
+    # Waits of 0.375 and 0.75 s; the next, 1.5 s, would end past the 2 s.
+    assert time.sleeps == [0.375, 0.75]
 
 
 async def test_content_that_cannot_be_encoded_is_refused_without_a_request(faulty: Sandbox) -> None:

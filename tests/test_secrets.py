@@ -14,7 +14,7 @@ import secrets
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,12 @@ from census_mcp.census.errors import (
     CensusUnknownOutcomeError,
 )
 from census_mcp.census.retry import RetryPolicy
-from census_mcp.logs import configure_logging
 from census_mcp.redaction import MASK, RedactingFilter
 from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.server import CensusMCPServer, build_server
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
-from tests.helpers import call_error, call_ok, everything_shown
+from tests.helpers import call_error, call_ok, everything_shown, server_logging
 from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
@@ -383,25 +382,12 @@ def test_the_log_filter_scrubs_tracebacks() -> None:
     assert MASK in written
 
 
-@contextmanager
-def _server_logging(settings: Settings) -> Iterator[None]:
-    """Logging as the server sets it up for `settings`, put back as it was afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        configure_logging(settings)
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
 def test_the_servers_logging_scrubs_the_redis_password_by_value(capsys: pytest.CaptureFixture[str]) -> None:
     """The shared cache's URL may hold Redis's password: neither it nor the password alone (as a
     redis error might say it) reaches a log line."""
     password = _canary("redis-pw")
     url = f"redis://:{password}@redis.internal:6379/0"
-    with _server_logging(Settings(token=SecretStr(TOKEN), cache_url=SecretStr(url), log_level="ERROR")):
+    with server_logging(Settings(token=SecretStr(TOKEN), cache_url=SecretStr(url), log_level="ERROR")):
         logger = logging.getLogger("tests.secrets.redis")
         logger.error("cannot reach %s", url)
         logger.error("AUTH %s refused", password)
@@ -417,7 +403,7 @@ def test_the_servers_logging_scrubs_both_tokens_by_value(capsys: pytest.CaptureF
     no key and no scheme."""
     auth_token = _canary("mcp-auth")
     settings = Settings(token=SecretStr(TOKEN), auth_token=SecretStr(auth_token), log_level="ERROR")
-    with _server_logging(settings):
+    with server_logging(settings):
         logger = logging.getLogger("tests.secrets.configured")
         logger.warning("below the level, so not written")
         logger.error("a client sent %s as a tool name", auth_token)
