@@ -40,7 +40,28 @@ TARGETS = (
     ),
     Target(
         "census_mcp/http.py",
-        tests=("tests/test_http.py",),
+        tests=(
+            "tests/test_http.py",
+            *(
+                f"tests/test_hostile_http.py::{name}"
+                for name in (
+                    "test_answers_are_bounded_and_echo_nothing_raw",
+                    "test_the_sdks_own_answers_are_bounded_and_echo_nothing_raw",
+                    "test_work_per_request_is_bounded_before_validation",
+                    "test_oversized_deep_batched_and_malformed_bodies_are_refused_small",
+                    "test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line",
+                    "test_connections_that_never_finish_their_headers_are_closed[in-process]",
+                    "test_a_body_that_trickles_in_is_cut_off_and_the_token_is_checked_first",
+                    "test_host_and_origin_are_compared_exactly",
+                    "test_allowed_hosts_and_origins_still_pass",
+                    "test_two_authorization_headers_are_refused",
+                    "test_two_authorization_headers_are_refused_without_auth_too",
+                    "test_auth_scheme_variants",
+                )
+            ),
+            "tests/test_oauth.py",
+            "tests/test_audit.py::test_a_write_refused_for_want_of_the_write_scope_is_audited",
+        ),
     ),
     Target(
         "census_mcp/census/retry.py",

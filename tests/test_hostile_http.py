@@ -365,11 +365,12 @@ def test_two_authorization_headers_are_refused(served: Served) -> None:
     assert answer.json()["error"] == "invalid_request"
 
 
-def test_two_authorization_headers_are_refused_without_auth_too(tmp_path: Path) -> None:
+def test_two_authorization_headers_are_refused_without_auth_too() -> None:
     # A proxy in front that checks the first header, and a server that passes the request on:
     # they must not disagree on which was sent.
-    with census_mcp_over_http(tmp_path / "stderr.txt", TOKEN, "--no-auth") as port:
-        url = f"http://127.0.0.1:{port}/mcp"
+    settings = Settings(sandbox=True, transport="http", no_auth=True)
+    with serve_on_loopback(create_http_app(settings), lifespan="on") as root:
+        url = f"{root}/mcp"
         twice = _with_authorization(url, f"Bearer {TOKEN}", "Bearer other")
         assert twice.status_code == 400
         assert twice.json()["error"] == "invalid_request"
