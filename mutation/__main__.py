@@ -17,6 +17,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from mutation.generate import Target, mutants_of
@@ -31,9 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(ROOT)
     targets = _targets(args.targets, args.module)
     accepted = read_accepted(Path(args.accepted))
-    mutants = [mutant for target in targets for mutant in mutants_of(target) if args.match in mutant.key]
+    every = [mutant for target in targets for mutant in mutants_of(target)]
+    # An accepted survivor of these modules that is no mutant at all any more is stale on any run.
+    paths = {target.path for target in targets}
+    gone = {key for key in accepted if key.split(" ", 1)[0] in paths} - {mutant.key for mutant in every}
+    mutants = [mutant for mutant in every if args.match in mutant.key]
     if args.since:
-        changed = _changed_lines(args.since, {target.path for target in targets})
+        changed = _changed_lines(args.since, paths)
         mutants = [mutant for mutant in mutants if mutant.line in changed.get(mutant.target.path, ())]
     full = args.sample is None and not args.module and not args.match and not args.since
     if args.sample is not None and args.sample < len(mutants):
@@ -64,13 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcomes = run(mutants, seconds_allowed=allowed.__getitem__, jobs=args.jobs, root=ROOT, done=done)
     print()
-    failed = report(outcomes, accepted, listed_in=args.accepted, full=full, min_score=args.min_score)
+    failed = report(
+        outcomes, accepted, listed_in=args.accepted, full=full, min_score=args.min_score, gone=gone
+    )
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 
 
 def report(
-    outcomes: Sequence[Outcome], accepted: dict[str, str], *, listed_in: str, full: bool, min_score: float
+    outcomes: Sequence[Outcome],
+    accepted: dict[str, str],
+    *,
+    listed_in: str,
+    full: bool,
+    min_score: float,
+    gone: AbstractSet[str] = frozenset(),
 ) -> bool:
     """Prints the score per module and the survivors; True when the gate fails."""
     by_module: dict[str, list[Outcome]] = defaultdict(list)
@@ -96,7 +109,7 @@ def report(
             print(f"  {mutant.target.path}:{mutant.line}\n{mutant.key}\n    why: ")
     run_keys = {outcome.mutant.key for outcome in outcomes}
     killed = {outcome.mutant.key for outcome in outcomes if not outcome.survived}
-    stale = sorted(key for key in accepted if key in killed or (full and key not in run_keys))
+    stale = sorted(key for key in accepted if key in killed or key in gone or (full and key not in run_keys))
     if stale:
         failed = True
         print("\nAccepted survivors that no longer survive, or no longer exist (remove them):")

@@ -18,7 +18,7 @@ KILLED = "mutation/fixture/pricing.py [SHIPPING] SHIPPING = 5 -> SHIPPING = 6"
 WHY = "    why: no subtotal of exactly free_from is tried, on purpose\n"
 
 
-def _gate(accepted: Path) -> subprocess.CompletedProcess[str]:
+def _gate(accepted: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """scripts/mutants on the fixture, as CI runs it on the real modules."""
     command = [
         sys.executable,
@@ -30,6 +30,7 @@ def _gate(accepted: Path) -> subprocess.CompletedProcess[str]:
         str(accepted),
         "--min-score",
         "80",
+        *options,
     ]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
@@ -65,3 +66,13 @@ def test_an_accepted_mutant_needs_its_reason(tmp_path: Path) -> None:
     unexplained = _gate(accepted)
     assert unexplained.returncode != 0
     assert "needs a `why:` line under it" in unexplained.stderr
+
+
+def test_an_accepted_mutant_of_code_that_is_gone_fails_even_a_sample(tmp_path: Path) -> None:
+    """A sample runs few mutants, yet an entry naming no mutant of the module at all is found."""
+    renamed = SURVIVOR.replace("[total]", "[grand_total]")
+    accepted = tmp_path / "accepted.txt"
+    accepted.write_text(f"{SURVIVOR}\n{WHY}{renamed}\n{WHY}")
+    stale = _gate(accepted, "--sample", "1", "--seed", "1")
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert f"no longer survive, or no longer exist (remove them):\n  {renamed}\n" in stale.stdout
