@@ -34,6 +34,9 @@ class Target:
     path: str
     tests: tuple[str, ...]
     only: tuple[str, ...] = ()
+    keywords: str = ""
+    """A pytest -k expression that narrows the tests further: "not v1", where the API version
+    cannot matter to the module, halves the time each mutant takes."""
 
     @property
     def module(self) -> str:

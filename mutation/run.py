@@ -146,7 +146,8 @@ def _child(target: Target, mutant: Mutant | None, root: Path) -> NoReturn:
         _forget_project_modules(root)
         if mutant is not None:
             sys.meta_path.insert(0, _ServeMutant(mutant, root))
-        code = int(pytest.main([*target.tests, *_PYTEST_ARGS]))
+        chosen = ("-k", target.keywords) if target.keywords else ()
+        code = int(pytest.main([*target.tests, *_PYTEST_ARGS, *chosen]))
     finally:
         os._exit(code)
 
