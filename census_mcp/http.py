@@ -80,7 +80,6 @@ def create_http_app(settings: Settings) -> ASGIApp:
         streamable_http_path=MCP_PATH,
         stateless_http=True,
         transport_security=security,
-        host=settings.host,
         max_request_body_size=settings.max_request_bytes,
     )
     return Gate(

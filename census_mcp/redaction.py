@@ -189,10 +189,14 @@ class RedactingFilter(logging.Filter):
         return f"{text[:limit]}… [{length - limit} characters cut]"
 
 
+# A stack frame's first line, after the margin an exception group draws (`  |   File "..."`).
+_FRAME = re.compile(r'[ |]*File "')
+
+
 def _frame_or_line(chunk: str) -> str:
     """A piece of a traceback, escaped: a stack frame keeps its line breaks (the file and the source
     line); anything else, an exception's message above all, is one line, whatever it holds."""
-    if chunk.startswith("  File "):
+    if _FRAME.match(chunk):
         return "\n".join(map(escaped, chunk.split("\n")))
     core = chunk.strip("\n")
     start = len(chunk) - len(chunk.lstrip("\n"))

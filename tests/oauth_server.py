@@ -92,6 +92,9 @@ class AuthorizationServer:
         self.codes: dict[str, AuthorizationCode] = {}
         self.opaque: dict[str, dict[str, Any]] = {}
         self.jwks_fetches = 0
+        self.configured_jwks_fetches = 0
+        """Fetches of /configured-jwks, a key set no discovery document names: only a server told its
+        JWKS URL finds it."""
         self.issue_opaque = False
 
     def rotate_key(self) -> None:
@@ -189,6 +192,10 @@ class AuthorizationServer:
         self.jwks_fetches += 1
         return JSONResponse({"keys": [self.key.jwk()]})
 
+    async def configured_jwks(self, request: Request) -> JSONResponse:
+        self.configured_jwks_fetches += 1
+        return JSONResponse({"keys": [self.key.jwk()]})
+
     async def introspect(self, request: Request) -> JSONResponse:
         form = await request.form()
         return JSONResponse(self.opaque.get(str(form.get("token")), {"active": False}))
@@ -221,6 +228,7 @@ class AuthorizationServer:
         )
         routes += [
             Route("/jwks", self.jwks),
+            Route("/configured-jwks", self.configured_jwks),
             Route("/introspect", self.introspect, methods=["POST"]),
             Route("/.well-known/openid-configuration", self.openid_configuration),
         ]

@@ -21,7 +21,7 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from census_mcp.http import create_http_app, uvicorn_limits
+from census_mcp.http import create_http_app, host_allowed, origin_allowed, uvicorn_limits
 from census_mcp.settings import Settings
 from tests.conftest import serve_on_loopback
 from tests.test_real_clients import census_mcp_over_http
@@ -160,6 +160,9 @@ def test_the_sdks_own_answers_are_bounded_and_echo_nothing_raw(served: Served) -
     }
     for case, body in sent.items():
         answer = served.post(body)
+        # Refused at the gate, as a JSON-RPC invalid request, before the SDK could repeat any of it.
+        assert answer.status_code == 400, case
+        assert answer.json()["error"]["code"] == -32600, case
         assert len(answer.content) < ERROR_BYTES, case
         assert "NNNNNNNNNN" not in answer.text, case
         assert "\u202e" not in answer.text, case
@@ -199,7 +202,10 @@ def test_work_per_request_is_bounded_before_validation(served: Served) -> None:
         body = _tool_call_text("list_sources", arguments)
         too_many = served.post(body)
         assert too_many.status_code == 413, (len(body), too_many.text[:200])
-        assert len(too_many.content) < ERROR_BYTES
+        assert too_many.json() == {
+            "error": "request_too_large",
+            "error_description": "The request is larger than any call needs.",
+        }
     # The largest real creates still go through: 100 credential fields of 2,000 characters each
     # (as many as the schema allows), a key pair of 58 KB, and a service account key, JSON text
     # whose own colons and commas count too.
@@ -239,7 +245,10 @@ def test_oversized_deep_batched_and_malformed_bodies_are_refused_small(served: S
     invalid_utf8 = served.post(b'{"jsonrpc": "2.0", "id": 1, "method": "\xff\xfe"}')
     batch = served.post(json.dumps([json.loads(_tool_call("get_source", {"source_id": 2}))] * 2).encode())
     wrong_type = served.post(_tool_call("get_source", {"source_id": 2}), **{"Content-Type": "text/plain"})
-    for answer in (deep, invalid_utf8, batch, wrong_type):
+    # Not JSON at all: the SDK's own parse error says so, not the gate's words about the envelope.
+    not_json = served.post(b'{"jsonrpc": "2.0", "id": 1, "method": ')
+    assert not_json.json()["error"]["code"] == -32700
+    for answer in (deep, invalid_utf8, batch, wrong_type, not_json):
         assert 400 <= answer.status_code < 500 or "error" in answer.json(), answer.text[:200]
         assert len(answer.content) < ERROR_BYTES
         assert "result" not in answer.text
@@ -292,6 +301,32 @@ def test_connections_that_never_finish_their_headers_are_closed(
     served.still_serves()
 
 
+def test_the_header_deadline_says_what_it_closed(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="census_mcp.http"),
+        socket.create_connection(("127.0.0.1", served.port)) as raw,
+    ):
+        raw.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        raw.settimeout(HEADER_TIMEOUT + 2)
+        assert raw.recv(1) == b""
+    closed = [record.getMessage() for record in caplog.records if record.name == "census_mcp.http"]
+    assert closed == [f"Closed a connection whose request headers took over {HEADER_TIMEOUT:.0f} s"]
+
+
+def test_a_kept_alive_connection_outlives_the_header_deadline_between_requests(served: Served) -> None:
+    """The deadline is for headers on their way; an idle connection kept alive is uvicorn's to
+    close, after its keep-alive time, not cut off by a deadline left over from the last request."""
+    with httpx2.Client(timeout=10) as http:
+        sent = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        sent["Authorization"] = f"Bearer {TOKEN}"
+        body = _tool_call("get_source", {"source_id": 2})
+        first = http.post(served.url, content=body, headers=sent)
+        time.sleep(HEADER_TIMEOUT + 0.5)
+        second = http.post(served.url, content=body, headers=sent)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.extensions["network_stream"] is first.extensions["network_stream"]
+
+
 def _headers_then_a_trickle(port: int, token: str) -> socket.socket:
     """A connection that has sent a POST's headers and the first bytes of its 1,000-byte body."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -339,6 +374,8 @@ def test_a_body_that_trickles_in_is_cut_off_and_the_token_is_checked_first(serve
         ("Origin", "http://localhost:8799.evil.example", 403),
         ("Origin", "http://127.0.0.1:8000/path", 403),
         ("Origin", "http://evil.example", 403),
+        ("Origin", "null", 403),
+        ("Origin", f"localhost:{8799}", 403),
     ],
 )
 def test_host_and_origin_are_compared_exactly(served: Served, header: str, value: str, status: int) -> None:
@@ -363,6 +400,46 @@ def test_two_authorization_headers_are_refused(served: Served) -> None:
     answer = _with_authorization(served.url, "Bearer wrong", f"Bearer {TOKEN}")
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
+
+
+def test_two_origin_headers_are_refused(served: Served) -> None:
+    allowed = f"http://localhost:{served.port}"
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+    headers += [("Authorization", f"Bearer {TOKEN}"), ("Origin", allowed), ("Origin", "http://evil.example")]
+    answer = httpx2.post(served.url, content=_tool_call("get_source", {"source_id": 2}), headers=headers)
+    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "admitted"),
+    [
+        ("mcp.example.com:443", ["mcp.example.com:443"], True),
+        ("MCP.Example.com:443", ["mcp.example.com:443"], True),
+        ("mcp.example.com:8443", ["mcp.example.com:443"], False),
+        ("mcp.example.com", ["mcp.example.com:443"], False),
+        ("mcp.example.com", ["mcp.example.com"], True),
+        ("mcp.example.com:443", ["mcp.example.com"], False),
+        ("mcp.example.com:443", ["mcp.example.com:*"], True),
+        ("mcp.example.com", ["mcp.example.com:*"], False),
+        ("[::1]:8000", ["[::1]:*"], True),
+    ],
+)
+def test_a_host_names_the_port_its_pattern_names(host: str, allowed: list[str], admitted: bool) -> None:
+    assert host_allowed(host, allowed) is admitted
+
+
+@pytest.mark.parametrize(
+    ("origin", "admitted"),
+    [
+        ("http://localhost:8799", True),
+        ("https://localhost:8799", False),
+        ("null", False),
+        ("localhost:8799", False),
+        ("http://localhost:8799/", False),
+    ],
+)
+def test_an_origin_is_a_scheme_and_an_allowed_host(origin: str, admitted: bool) -> None:
+    assert origin_allowed(origin, ["http://localhost:*"]) is admitted
 
 
 def test_two_authorization_headers_are_refused_without_auth_too() -> None:

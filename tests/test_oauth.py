@@ -128,6 +128,9 @@ async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox:
     metadata_url = served.url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
     metadata = httpx2.get(metadata_url, timeout=10)
     assert metadata.status_code == 200
+    # Fetched by clients from any origin (a browser-based one too), and cacheable by them.
+    assert metadata.headers["access-control-allow-origin"] == "*"
+    assert metadata.headers["cache-control"] == "public, max-age=3600"
     assert metadata.json() == {
         "resource": served.url,
         "authorization_servers": [served.issuer.issuer],
@@ -320,6 +323,17 @@ def test_a_rotated_signing_key_is_picked_up(served: Served) -> None:
         )
         assert _post(served.url, forged).status_code == 401
     assert served.issuer.jwks_fetches <= fetches + 6
+
+
+def test_a_jwks_url_given_is_used_instead_of_the_discovered_one(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    configured = f"{authorization_server.issuer}/configured-jwks"
+    discovered = authorization_server.jwks_fetches
+    with oauth_server(sandbox, authorization_server, oauth_jwks_url=configured) as served:
+        assert _post(served.url, served.token([READ])).status_code == 200
+    assert authorization_server.configured_jwks_fetches == 1
+    assert authorization_server.jwks_fetches == discovered
 
 
 async def test_opaque_tokens_are_checked_by_introspection(

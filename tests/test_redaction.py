@@ -204,3 +204,20 @@ def test_a_traceback_may_be_ten_times_a_line_then_is_cut_too() -> None:
     trace = _trace(long)
     cut = _filtered("crashed", max_chars=100, crash=long).exc_text
     assert cut == trace.replace("tok-5e3a9", MASK)[:1000] + f"… [{len(trace) - 1000} characters cut]"
+
+
+def test_a_traceback_with_nothing_to_escape_is_written_as_python_writes_it() -> None:
+    """Task groups raise exception groups, whose frames Python draws inside a margin."""
+
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    try:
+        try:
+            fail("inner")
+        except ValueError as inner:
+            raise ExceptionGroup("two failed", [inner, KeyError("k")]) from None
+    except ExceptionGroup as group:
+        crash = group
+    assert _filtered("crashed", max_chars=2000, crash=crash).exc_text == _trace(crash)
+    assert "    |     raise ValueError(message)\n" in _trace(crash) + "\n"
