@@ -135,14 +135,15 @@ async def test_the_bytes_held_are_those_of_the_lists_kept() -> None:
     assert held(cache) == 3000
 
     async def smaller() -> Value:
-        return Value(0, 500)
+        return Value(2, 500)
 
-    await cache.get(key(0), smaller, refresh=True)  # read again, and smaller
+    await cache.get(key(2), smaller, refresh=True)  # the latest read again, and smaller: it replaces
+    assert set(cache._entries) == {key(0), key(1), key(2)}
     assert held(cache) == 2500
     await feed(cache, range(3, 4), size_bytes=500)  # room for it without evicting
     assert set(cache._entries) == {key(0), key(1), key(2), key(3)}
     await feed(cache, range(4, 5), size_bytes=2000)  # the least recently used two make room
-    assert set(cache._entries) == {key(0), key(3), key(4)}
+    assert set(cache._entries) == {key(2), key(3), key(4)}
     assert held(cache) == 3000
     await feed(cache, range(5, 6), size_bytes=3000)  # exactly the budget: kept, alone
     assert set(cache._entries) == {key(5)}
