@@ -399,7 +399,10 @@ def _with_authorization(url: str, *authorizations: str) -> httpx2.Response:
 def test_two_authorization_headers_are_refused(served: Served) -> None:
     answer = _with_authorization(served.url, "Bearer wrong", f"Bearer {TOKEN}")
     assert answer.status_code == 400
-    assert answer.json()["error"] == "invalid_request"
+    assert answer.json() == {
+        "error": "invalid_request",
+        "error_description": "Send one Authorization header, not several.",
+    }
 
 
 def test_two_origin_headers_are_refused(served: Served) -> None:

@@ -144,6 +144,10 @@ async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox:
     read_only = served.token([READ])
     write = _post(served.url, read_only, "delete_source", {"source_id": 2, "confirm_name": "x"})
     assert write.status_code == 403
+    assert write.json() == {
+        "error": "insufficient_scope",
+        "error_description": "Your sign-in lacks a scope this needs.",
+    }
     challenge = write.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge
     assert f'scope="{READ} {WRITE}"' in challenge
