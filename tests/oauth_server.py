@@ -92,6 +92,10 @@ class AuthorizationServer:
         self.codes: dict[str, AuthorizationCode] = {}
         self.opaque: dict[str, dict[str, Any]] = {}
         self.jwks_fetches = 0
+        self.more_keys: list[dict[str, Any]] = []
+        """Public keys published beside the current one (JWKs), for tokens a test signs itself."""
+        self.introspected_by: str | None = None
+        """The Authorization header of the last introspection request: how its caller signed in."""
         self.configured_jwks_fetches = 0
         """Fetches of /configured-jwks, a key set no discovery document names: only a server told its
         JWKS URL finds it."""
@@ -190,13 +194,14 @@ class AuthorizationServer:
 
     async def jwks(self, request: Request) -> JSONResponse:
         self.jwks_fetches += 1
-        return JSONResponse({"keys": [self.key.jwk()]})
+        return JSONResponse({"keys": [self.key.jwk(), *self.more_keys]})
 
     async def configured_jwks(self, request: Request) -> JSONResponse:
         self.configured_jwks_fetches += 1
         return JSONResponse({"keys": [self.key.jwk()]})
 
     async def introspect(self, request: Request) -> JSONResponse:
+        self.introspected_by = request.headers.get("authorization")
         form = await request.form()
         return JSONResponse(self.opaque.get(str(form.get("token")), {"active": False}))
 

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from census_mcp.auth.oauth import ALGORITHMS, CLOCK_SKEW_SECONDS, access_token
 from census_mcp.http import create_http_app
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox
@@ -340,6 +343,36 @@ def test_a_jwks_url_given_is_used_instead_of_the_discovered_one(
     assert authorization_server.jwks_fetches == discovered
 
 
+def _signing_keys() -> dict[str, Any]:
+    """A private key for each algorithm identity providers sign access tokens with."""
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    curves = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
+    keys: dict[str, Any] = {alg: rsa_key for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")}
+    keys |= {alg: ec.generate_private_key(curve) for alg, curve in curves.items()}
+    return keys | {"EdDSA": ed25519.Ed25519PrivateKey.generate()}
+
+
+def test_tokens_signed_with_any_asymmetric_algorithm_providers_use_are_accepted(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    keys = _signing_keys()
+    assert set(keys) == set(ALGORITHMS)
+    authorization_server.more_keys = [
+        json.loads(jwt.get_algorithm_by_name(alg).to_jwk(key.public_key())) | {"kid": f"k-{alg}", "alg": alg}
+        for alg, key in keys.items()
+    ]
+    try:
+        with oauth_server(sandbox, authorization_server) as served:
+            statuses = {}
+            for alg, key in keys.items():
+                claims = jwt.decode(served.token([READ]), options={"verify_signature": False})
+                token = jwt.encode(claims, key, algorithm=alg, headers={"kid": f"k-{alg}"})
+                statuses[alg] = _post(served.url, token).status_code
+    finally:
+        authorization_server.more_keys = []
+    assert statuses == dict.fromkeys(keys, 200)
+
+
 async def test_opaque_tokens_are_checked_by_introspection(
     sandbox: Sandbox, authorization_server: AuthorizationServer
 ) -> None:
@@ -355,6 +388,48 @@ async def test_opaque_tokens_are_checked_by_introspection(
         authorization_server.issue_opaque = False
 
 
+def test_an_introspected_token_must_be_active_for_this_server_from_this_issuer_and_unexpired(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    introspection = f"{authorization_server.issuer}/introspect"
+    secret = "introspection-secret-4f1a"
+    with oauth_server(
+        sandbox,
+        authorization_server,
+        oauth_introspection_url=introspection,
+        oauth_client_id="census-mcp",
+        oauth_client_secret=SecretStr(secret),
+    ) as served:
+        now = int(time.time())
+        good = {"active": True, "iss": authorization_server.issuer, "aud": served.url, "exp": now + 600}
+        good["scope"] = READ
+        answers: dict[str, dict[str, Any]] = {
+            "good": good,
+            "no issuer named": {**good, "iss": None},
+            "one of its audiences": {**good, "aud": ["https://other.example/mcp", served.url]},
+            "expired within the clock skew": {**good, "exp": now - 30},
+            "inactive": {**good, "active": False},
+            "active as text": {**good, "active": "true"},
+            "another issuer": {**good, "iss": "https://evil.example"},
+            "another audience": {**good, "aud": "https://other.example/mcp"},
+            "no audience": {**good, "aud": None},
+            "expired": {**good, "exp": now - 120},
+            "no expiry": {**good, "exp": None},
+            "expiry as text": {**good, "exp": str(now + 600)},
+        }
+        statuses = {}
+        for case, claims in answers.items():
+            token = f"opaque-{case.replace(' ', '-')}"
+            kept = {key: value for key, value in claims.items() if value is not None}
+            authorization_server.opaque[token] = kept
+            statuses[case] = _post(served.url, token).status_code
+    accepted = ["good", "no issuer named", "one of its audiences", "expired within the clock skew"]
+    assert statuses == {case: 200 if case in accepted else 401 for case in answers}
+    # RFC 7662: the introspecting server signs in, with the client it was given (HTTP Basic).
+    basic = base64.b64encode(f"census-mcp:{secret}".encode()).decode()
+    assert authorization_server.introspected_by == f"Basic {basic}"
+
+
 def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
     from census_mcp.settings import SettingsError
 
@@ -366,3 +441,25 @@ def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
         Settings(transport="http", auth="oauth", oauth_issuer="https://id.example.com").require_credentials(
             serving_http=True
         )
+
+
+@pytest.mark.parametrize(
+    ("claim", "provider"),
+    [("client_id", "RFC 9068"), ("azp", "OpenID Connect"), ("cid", "Okta"), ("appid", "Entra ID v1")],
+)
+def test_the_client_is_read_from_the_claim_each_provider_uses(claim: str, provider: str) -> None:
+    claims = {"sub": "alice@example.com", "exp": 1_900_000_000, claim: f"client-of-{provider}", "scp": READ}
+    granted = access_token("the-token", claims, "https://mcp.example.com/mcp")
+    assert granted.client_id == f"client-of-{provider}"
+    assert (granted.subject, granted.scopes, granted.resource) == (
+        "alice@example.com",
+        [READ],
+        "https://mcp.example.com/mcp",
+    )
+    # The SDK's own expiry check allows the same clock skew as the token checks here.
+    assert granted.expires_at == 1_900_000_000 + CLOCK_SKEW_SECONDS
+
+
+def test_a_token_naming_no_client_or_subject_still_reads_as_text() -> None:
+    granted = access_token("the-token", {"exp": 1_900_000_000}, "https://mcp.example.com/mcp")
+    assert (granted.client_id, granted.subject, granted.scopes) == ("", "", [])
