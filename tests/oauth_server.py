@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import jwt
 import uvicorn
@@ -40,7 +41,7 @@ from mcp.shared.auth import (
 from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 READ, WRITE = "census:read", "census:write"
@@ -95,6 +96,8 @@ class AuthorizationServer:
         self.more_keys: list[dict[str, Any]] = []
         """Public keys published beside the current one (JWKs), for tokens a test signs itself."""
         self.introspected_by: str | None = None
+        self.introspected_form: dict[str, str] = {}
+        self.introspection_status = 200
         """The Authorization header of the last introspection request: how its caller signed in."""
         self.configured_jwks_fetches = 0
         """Fetches of /configured-jwks, a key set no discovery document names: only a server told its
@@ -203,7 +206,16 @@ class AuthorizationServer:
     async def introspect(self, request: Request) -> JSONResponse:
         self.introspected_by = request.headers.get("authorization")
         form = await request.form()
-        return JSONResponse(self.opaque.get(str(form.get("token")), {"active": False}))
+        self.introspected_form = {key: str(value) for key, value in form.items()}
+        claims = self.opaque.get(str(form.get("token")), {"active": False})
+        return JSONResponse(claims, status_code=self.introspection_status)
+
+    async def not_json(self, request: Request) -> PlainTextResponse:
+        return PlainTextResponse("<html>Service Unavailable</html>")
+
+    async def hang(self, request: Request) -> PlainTextResponse:
+        await anyio.sleep(30)
+        return PlainTextResponse("too late")
 
     async def openid_configuration(self, request: Request) -> JSONResponse:
         """OpenID discovery, as real identity providers publish it: where the keys are."""
@@ -234,6 +246,8 @@ class AuthorizationServer:
         routes += [
             Route("/jwks", self.jwks),
             Route("/configured-jwks", self.configured_jwks),
+            Route("/not-json", self.not_json, methods=["GET", "POST"]),
+            Route("/hang", self.hang, methods=["GET", "POST"]),
             Route("/introspect", self.introspect, methods=["POST"]),
             Route("/.well-known/openid-configuration", self.openid_configuration),
         ]

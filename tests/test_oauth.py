@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +26,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from census_mcp.auth.oauth import ALGORITHMS, CLOCK_SKEW_SECONDS, access_token
+from census_mcp.auth import oauth
+from census_mcp.auth.oauth import ALGORITHMS, access_token, scopes_of
 from census_mcp.http import create_http_app
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox
@@ -300,6 +302,7 @@ def _b64(data: bytes) -> str:
         pytest.param(lambda s: s.token(aud="http://127.0.0.1:1/mcp"), id="wrong-audience"),
         pytest.param(lambda s: s.token(iss="http://127.0.0.1:1"), id="wrong-issuer"),
         pytest.param(lambda s: s.token(exp=None), id="no-expiry"),
+        pytest.param(lambda s: s.token(sub=None), id="no-subject"),
         pytest.param(_unsigned, id="alg-none"),
         pytest.param(lambda s: _tampered(s.token([READ])), id="tampered"),
         pytest.param(_hmac_with_the_public_key, id="hs256-with-public-key"),
@@ -416,6 +419,7 @@ def test_an_introspected_token_must_be_active_for_this_server_from_this_issuer_a
             "expired": {**good, "exp": now - 120},
             "no expiry": {**good, "exp": None},
             "expiry as text": {**good, "exp": str(now + 600)},
+            "expiry with a fraction": {**good, "exp": now + 600.5},
         }
         statuses = {}
         for case, claims in answers.items():
@@ -424,10 +428,117 @@ def test_an_introspected_token_must_be_active_for_this_server_from_this_issuer_a
             authorization_server.opaque[token] = kept
             statuses[case] = _post(served.url, token).status_code
     accepted = ["good", "no issuer named", "one of its audiences", "expired within the clock skew"]
+    accepted.append("expiry with a fraction")
     assert statuses == {case: 200 if case in accepted else 401 for case in answers}
     # RFC 7662: the introspecting server signs in, with the client it was given (HTTP Basic).
     basic = base64.b64encode(f"census-mcp:{secret}".encode()).decode()
     assert authorization_server.introspected_by == f"Basic {basic}"
+
+
+def test_a_refused_token_leaves_one_line_saying_why_and_not_the_token(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = served.token(lifetime=-3600)
+    with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+        assert _post(served.url, expired).status_code == 401
+    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    assert said == ["Refused an access token (ExpiredSignatureError)"]
+
+
+@pytest.mark.parametrize(
+    ("keys_at", "reason"), [("http://127.0.0.1:9/jwks", "ConnectError"), ("/not-json", "JSONDecodeError")]
+)
+def test_keys_that_cannot_be_had_refuse_the_token_not_the_server(
+    sandbox: Sandbox,
+    authorization_server: AuthorizationServer,
+    caplog: pytest.LogCaptureFixture,
+    keys_at: str,
+    reason: str,
+) -> None:
+    url = keys_at if keys_at.startswith("http") else f"{authorization_server.issuer}{keys_at}"
+    with (
+        oauth_server(sandbox, authorization_server, oauth_jwks_url=url) as served,
+        caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"),
+    ):
+        answer = _post(served.url, served.token([READ]))
+    assert answer.status_code == 401
+    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    assert f"Refused an access token ({reason})" in said
+
+
+@pytest.mark.parametrize(
+    ("answered_at", "status", "reason"),
+    [
+        ("http://127.0.0.1:9/introspect", 200, "ConnectError"),
+        ("/not-json", 200, "JSONDecodeError"),
+        ("/hang", 200, "ReadTimeout"),
+        ("/introspect", 500, None),
+    ],
+)
+def test_an_introspection_that_fails_refuses_the_token(
+    sandbox: Sandbox,
+    authorization_server: AuthorizationServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    answered_at: str,
+    status: int,
+    reason: str | None,
+) -> None:
+    """Unreachable, not JSON, too slow, or an error status (whatever its body says): refused."""
+    monkeypatch.setattr(oauth, "_FETCH_TIMEOUT_SECONDS", 0.5)
+    url = answered_at if answered_at.startswith("http") else f"{authorization_server.issuer}{answered_at}"
+    now = int(time.time())
+    token = f"opaque-answered-with-{status}"
+    authorization_server.opaque[token] = {"active": True, "scope": READ, "exp": now + 600}
+    authorization_server.introspection_status = status
+    try:
+        with oauth_server(sandbox, authorization_server, oauth_introspection_url=url) as served:
+            authorization_server.opaque[token]["aud"] = served.url
+            with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+                answer = _post(served.url, token)
+    finally:
+        authorization_server.introspection_status = 200
+    assert answer.status_code == 401
+    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    assert said == ([] if reason is None else [f"Could not introspect an access token ({reason})"])
+
+
+def test_an_introspection_answer_that_is_not_an_object_refuses_the_token(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    authorization_server.opaque["opaque-a-list"] = [{"active": True}]  # type: ignore[assignment]
+    introspection = f"{authorization_server.issuer}/introspect"
+    with oauth_server(sandbox, authorization_server, oauth_introspection_url=introspection) as served:
+        assert _post(served.url, "opaque-a-list").status_code == 401
+
+
+def test_a_client_id_alone_introspects_without_signing_in(
+    sandbox: Sandbox, authorization_server: AuthorizationServer
+) -> None:
+    """A public client has no secret: nothing to sign in with, so no Authorization header."""
+    introspection = f"{authorization_server.issuer}/introspect"
+    now = int(time.time())
+    with oauth_server(
+        sandbox, authorization_server, oauth_introspection_url=introspection, oauth_client_id="census-mcp"
+    ) as served:
+        authorization_server.opaque["opaque-public"] = {
+            "active": True,
+            "aud": served.url,
+            "exp": now + 600,
+            "scope": READ,
+        }
+        assert _post(served.url, "opaque-public").status_code == 200
+    assert authorization_server.introspected_by is None
+    sent = {"token": "opaque-public", "token_type_hint": "access_token"}
+    assert authorization_server.introspected_form == sent
+
+
+def test_scopes_named_in_both_claims_are_counted_once() -> None:
+    assert scopes_of({"scope": "census:read census:write", "scp": ["census:write", "openid"]}) == [
+        "census:read",
+        "census:write",
+        "openid",
+    ]
 
 
 def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
@@ -457,7 +568,7 @@ def test_the_client_is_read_from_the_claim_each_provider_uses(claim: str, provid
         "https://mcp.example.com/mcp",
     )
     # The SDK's own expiry check allows the same clock skew as the token checks here.
-    assert granted.expires_at == 1_900_000_000 + CLOCK_SKEW_SECONDS
+    assert granted.expires_at == 1_900_000_000 + 60
 
 
 def test_a_token_naming_no_client_or_subject_still_reads_as_text() -> None:
