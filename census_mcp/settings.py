@@ -505,6 +505,11 @@ class Settings:
             if url is not None and (problem := _url_problem(url)):
                 option = next(option for option in OPTIONS if option.dest == dest)
                 raise SettingsError(f"{option.flag} ({option.env}) {problem}, e.g. {example}.")
+        if self.oauth_client_secret is not None and not self.oauth_client_id:
+            raise SettingsError(
+                "--oauth-client-secret (CENSUS_MCP_OAUTH_CLIENT_SECRET) is the secret of a client: "
+                "name the client with --oauth-client-id (CENSUS_MCP_OAUTH_CLIENT_ID) too."
+            )
         if self.sandbox:
             return
         if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from census_mcp.auth import oauth
 from census_mcp.auth.oauth import ALGORITHMS, access_token, scopes_of
 from census_mcp.http import create_http_app
-from census_mcp.settings import Settings
+from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
 from tests.oauth_server import (
@@ -541,6 +541,11 @@ def test_scopes_named_in_both_claims_are_counted_once() -> None:
     ]
 
 
+def test_a_client_secret_needs_its_client() -> None:
+    with pytest.raises(SettingsError, match="name the client with --oauth-client-id"):
+        Settings(transport="http", auth="oauth", oauth_client_secret=SecretStr("s3cret-9d2e"))
+
+
 def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
     from census_mcp.settings import SettingsError
 
@@ -556,7 +561,7 @@ def test_oauth_mode_needs_an_issuer_and_the_servers_own_census_token() -> None:
 
 @pytest.mark.parametrize(
     ("claim", "provider"),
-    [("client_id", "RFC 9068"), ("azp", "OpenID Connect"), ("cid", "Okta"), ("appid", "Entra ID v1")],
+    [("client_id", "RFC 9068"), ("azp", "OpenID Connect"), ("cid", "Okta"), ("appid", "Entra ID")],
 )
 def test_the_client_is_read_from_the_claim_each_provider_uses(claim: str, provider: str) -> None:
     claims = {"sub": "alice@example.com", "exp": 1_900_000_000, claim: f"client-of-{provider}", "scp": READ}
