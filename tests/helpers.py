@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
@@ -59,3 +60,8 @@ def server_logging(settings: Settings) -> Iterator[None]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def said_by(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    """The messages one logger wrote while caplog listened."""
+    return [record.getMessage() for record in caplog.records if record.name == logger]

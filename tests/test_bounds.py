@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import secrets
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -165,44 +166,49 @@ async def test_an_expired_list_whose_read_again_fails_holds_nothing() -> None:
     assert held(cache) == 0
 
 
-async def test_a_write_to_one_workspace_leaves_a_read_of_another_to_be_kept() -> None:
-    cache = ListCache(ttl_seconds=30)
+async def fetched_across_a_write(
+    cache: ListCache, read: CacheKey, fetch: Callable[[], Awaitable[Value]]
+) -> None:
+    """A read of `read` that is still fetching when a write clears WORKSPACE, then finishes."""
     release = anyio.Event()
 
     async def slow_fetch() -> Value:
         await release.wait()
-        return Value(1)
+        return await fetch()
 
-    other = key("list", workspace="https://census.test/api/v2")
     async with anyio.create_task_group() as group:
-        group.start_soon(cache.get, other, slow_fetch)
+        group.start_soon(cache.get, read, slow_fetch)
         await anyio.sleep(0.05)
         await cache.clear(WORKSPACE)
         release.set()
-    assert (await cache.get(other, slow_fetch)).from_cache
+
+
+async def test_a_write_to_one_workspace_leaves_a_read_of_another_to_be_kept() -> None:
+    cache = ListCache(ttl_seconds=30)
+
+    async def fetch() -> Value:
+        return Value(1)
+
+    other = key("list", workspace="https://census.test/api/v2")
+    await fetched_across_a_write(cache, other, fetch)
+    assert (await cache.get(other, fetch)).from_cache
 
 
 async def test_a_fetch_begun_before_a_write_is_not_stored_after_it() -> None:
     cache = ListCache(ttl_seconds=30)
-    release = anyio.Event()
     fetches = 0
 
-    async def slow_fetch() -> Value:
+    async def fetch() -> Value:
         nonlocal fetches
         fetches += 1
-        await release.wait()
         return Value(fetches)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(cache.get, key("stale"), slow_fetch)
-        await anyio.sleep(0.05)
-        await cache.clear(WORKSPACE)
-        release.set()
+    await fetched_across_a_write(cache, key("stale"), fetch)
     assert leftovers(cache) == 0
     assert not cache._entries
-    again = await cache.get(key("stale"), slow_fetch)
+    again = await cache.get(key("stale"), fetch)
     assert (again.value.number, again.from_cache) == (2, False)
-    assert (await cache.get(key("stale"), slow_fetch)).from_cache
+    assert (await cache.get(key("stale"), fetch)).from_cache
 
 
 async def test_a_waiter_that_gives_up_leaves_nothing_behind() -> None:

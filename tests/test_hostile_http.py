@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from census_mcp.http import create_http_app, host_allowed, origin_allowed, uvicorn_limits
 from census_mcp.settings import Settings
 from tests.conftest import serve_on_loopback
+from tests.helpers import said_by
 from tests.test_real_clients import census_mcp_over_http
 
 TOKEN = "hostile-http-token-5c1e"
@@ -274,7 +275,7 @@ def test_a_client_that_hangs_up_mid_body_leaves_one_quiet_line(
             served.still_serves()
     finally:
         crashes.removeHandler(caplog.handler)
-    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.http"]
+    said = said_by(caplog, "census_mcp.http")
     assert said.count('A client hung up during POST "/mcp"') >= 1
     assert [record for record in caplog.records if record.exc_info or record.levelno >= logging.WARNING] == []
 
@@ -309,7 +310,7 @@ def test_the_header_deadline_says_what_it_closed(served: Served, caplog: pytest.
         raw.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         raw.settimeout(HEADER_TIMEOUT + 2)
         assert raw.recv(1) == b""
-    closed = [record.getMessage() for record in caplog.records if record.name == "census_mcp.http"]
+    closed = said_by(caplog, "census_mcp.http")
     assert closed == [f"Closed a connection whose request headers took over {HEADER_TIMEOUT:.0f} s"]
 
 

@@ -31,7 +31,7 @@ from census_mcp.auth.oauth import ALGORITHMS, access_token, scopes_of
 from census_mcp.http import create_http_app
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox
-from tests.helpers import call_ok
+from tests.helpers import call_ok, said_by
 from tests.oauth_server import (
     READ,
     WRITE,
@@ -443,7 +443,7 @@ def test_a_refused_token_leaves_one_line_saying_why_and_not_the_token(
     expired = served.token(lifetime=-3600)
     with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
         assert _post(served.url, expired).status_code == 401
-    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    said = said_by(caplog, "census_mcp.auth.oauth")
     assert said == ["Refused an access token (ExpiredSignatureError)"]
 
 
@@ -464,7 +464,7 @@ def test_keys_that_cannot_be_had_refuse_the_token_not_the_server(
     ):
         answer = _post(served.url, served.token([READ]))
     assert answer.status_code == 401
-    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    said = said_by(caplog, "census_mcp.auth.oauth")
     assert f"Refused an access token ({reason})" in said
 
 
@@ -501,7 +501,7 @@ def test_an_introspection_that_fails_refuses_the_token(
     finally:
         authorization_server.introspection_status = 200
     assert answer.status_code == 401
-    said = [record.getMessage() for record in caplog.records if record.name == "census_mcp.auth.oauth"]
+    said = said_by(caplog, "census_mcp.auth.oauth")
     assert said == ([] if reason is None else [f"Could not introspect an access token ({reason})"])
 
 
