@@ -58,7 +58,7 @@ Json = dict[str, Any]
 
 BENCH_DIR = Path(__file__).resolve().parent
 SIZE = 1000
-AUTH_TOKEN = "bench-load-token"  # the bearer token both servers check; local and fake
+AUTH_TOKEN = "bench-load-token-6d1f0a83c7e2b954"  # the bearer token both servers check; local and fake
 PROTOCOL_VERSION = "2026-07-28"
 # Longer than census-mcp's own 55 s per-call deadline: a slow call is a latency, not a failure.
 CALL_TIMEOUT_SECONDS = 60.0

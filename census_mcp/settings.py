@@ -58,7 +58,12 @@ class Option:
     """Matched without regard to case."""
     file_env: str | None = None
     """Each secret has one: a variable naming a file that holds it (Docker and Kubernetes secrets). Its
-    value is kept as a SecretStr, which no repr shows."""
+    value is kept as a SecretStr, which no repr shows, stripped of the whitespace a paste brings."""
+    bearer: bool = False
+    """A token that travels as `Authorization: Bearer <token>`: a pasted "Bearer " is dropped, and one
+    that no HTTP header could carry is refused at start-up."""
+    shown_default: str | None = None
+    """The default as --help says it, where the value itself would read oddly (an empty list)."""
 
 
 def _switch(value: str) -> bool:
@@ -110,6 +115,7 @@ OPTIONS: tuple[Option, ...] = (
         "Census API token, sent as a bearer token: a workspace API token (secret-token:...) for API v1, "
         "a personal access token for API v2.",
         file_env="CENSUS_API_TOKEN_FILE",
+        bearer=True,
     ),
     Option(
         "api_version",
@@ -258,9 +264,10 @@ OPTIONS: tuple[Option, ...] = (
         "tools",
         "--tools",
         "CENSUS_MCP_TOOLS",
-        "Comma-separated tool names to offer (default: all).",
+        "Comma-separated tool names to offer.",
         parse=_names,
         default=(),
+        shown_default="all",
     ),
     Option(
         "exclude_tools",
@@ -269,6 +276,7 @@ OPTIONS: tuple[Option, ...] = (
         "Comma-separated tool names not to offer.",
         parse=_names,
         default=(),
+        shown_default="none",
     ),
     Option(
         "app",
@@ -367,14 +375,16 @@ OPTIONS: tuple[Option, ...] = (
         "audit_log",
         "--audit-log",
         "CENSUS_MCP_AUDIT_LOG",
-        "File to append the audit trail to, one JSON line per write attempt (default: stderr).",
+        "File to append the audit trail to, one JSON line per write attempt (default: stderr when "
+        "serving; `census-mcp call` keeps none).",
     ),
     Option(
         "auth_token",
         "--auth-token",
         "CENSUS_MCP_AUTH_TOKEN",
-        "The bearer token HTTP clients must present, with --auth token.",
+        "The bearer token HTTP clients must present, with --auth token: at least 32 characters.",
         file_env="CENSUS_MCP_AUTH_TOKEN_FILE",
+        bearer=True,
     ),
     Option(
         "no_auth",
@@ -424,6 +434,7 @@ OPTIONS: tuple[Option, ...] = (
         "Comma-separated Host headers to accept besides localhost (DNS-rebinding protection).",
         parse=_names,
         default=(),
+        shown_default="none",
     ),
     Option(
         "allowed_origins",
@@ -432,6 +443,7 @@ OPTIONS: tuple[Option, ...] = (
         "Comma-separated Origin headers to accept besides localhost.",
         parse=_names,
         default=(),
+        shown_default="none",
     ),
     Option(
         "log_level",
@@ -492,6 +504,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     log_level: str = "WARNING"
+    dropped_bearer: tuple[str, ...] = ()
+    """The secrets given with a leading "Bearer ", which was dropped: named in a warning."""
 
     def __post_init__(self) -> None:
         okta = "https://YOUR-ORG.okta.com/oauth2/default"
@@ -533,9 +547,18 @@ class Settings:
             return f"{SANDBOX_ORIGIN}/api/{self.api_version}"
         return (self.base_url or API_VERSIONS[self.api_version].hosts[self.region]).rstrip("/")
 
-    def warnings(self) -> list[str]:
-        """Settings that work but are likely mistakes, one line each, for start-up."""
-        found = []
+    def warnings(self, today: date | None = None) -> list[str]:
+        """Settings that work but are likely mistakes or are running out, one line each, for start-up;
+        v1's retirement is counted from `today`."""
+        found = [
+            f'{name} began with "Bearer ", which census-mcp sends itself: it was dropped.'
+            for name in self.dropped_bearer
+        ]
+        notice = (
+            None if self.sandbox else API_VERSIONS[self.api_version].retirement_notice(today or date.today())
+        )
+        if notice:
+            found.append(notice)
         if self.token is not None and not self.sandbox:
             mismatch = API_VERSIONS[self.api_version].token_mismatch(self.token.get_secret_value())
             if mismatch:
@@ -603,6 +626,7 @@ class Settings:
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MIN_SHARED_TOKEN = 32
 
 
 def _check_base_url(url: str, *, example: str) -> None:
@@ -666,12 +690,18 @@ def require_http_auth(settings: Settings) -> None:
                 "--auth oauth calls Census with the server's own token: set CENSUS_API_TOKEN "
                 "(or CENSUS_API_TOKEN_FILE)."
             )
-    elif settings.auth == "token" and settings.auth_token is None:
-        raise SettingsError(
-            "HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN (clients present it as their bearer token), "
-            "or pass --auth passthrough (each client presents its own Census token), "
-            "or --no-auth on a loopback host."
-        )
+    elif settings.auth == "token":
+        if settings.auth_token is None:
+            raise SettingsError(
+                "HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN (clients present it as their bearer token), "
+                "or pass --auth passthrough (each client presents its own Census token), "
+                "or --no-auth on a loopback host."
+            )
+        if (length := len(settings.auth_token.get_secret_value())) < MIN_SHARED_TOKEN:
+            raise SettingsError(
+                f"CENSUS_MCP_AUTH_TOKEN is {length} characters, too few to resist guessing: use at least "
+                f'{MIN_SHARED_TOKEN}, e.g. python -c "import secrets; print(secrets.token_urlsafe(32))".'
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
@@ -683,7 +713,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = 
     """
     for option in OPTIONS:
         quiet = option.default is None or option.is_switch
-        shown_default = "" if quiet else f" Default: {option.default}."
+        default_text = option.shown_default or option.default
+        shown_default = "" if quiet else f" Default: {default_text}."
         from_file = f" Or {option.file_env}: a file holding it." if option.file_env else ""
         help_text = f"{option.help}{shown_default} Env: {option.env}.{from_file}"
         default = argparse.SUPPRESS if suppress_defaults else None
@@ -710,6 +741,7 @@ def from_arguments(
     version's default depends on `today` (Census retires v1 on 2027-01-15)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    dropped_bearer = []
     for option in OPTIONS:
         given = getattr(namespace, option.dest, None)
         if given is None:
@@ -717,6 +749,10 @@ def from_arguments(
             given = None if raw is None or (raw == "" and not option.is_switch) else raw
             if option.file_env and environ.get(option.file_env):
                 given = _read_secret_file(option, environ[option.file_env], also_set=given is not None)
+        if option.file_env and given is not None:
+            given, dropped = _pasted_secret(option, given)
+            if dropped:
+                dropped_bearer.append(f"{option.env} ({option.flag})")
         if given is None:
             values[option.dest] = option.default
             continue
@@ -726,11 +762,44 @@ def from_arguments(
     for option in OPTIONS:
         if option.file_env and values[option.dest] is not None:
             values[option.dest] = SecretStr(values[option.dest])
-    return Settings(**values)
+    return Settings(**values, dropped_bearer=tuple(dropped_bearer))
+
+
+_BEARER = "bearer "
+
+
+def _pasted_secret(option: Option, given: str) -> tuple[str | None, bool]:
+    """A secret as it was meant, from one as it was pasted: without the spaces and line breaks around
+    it and, for a bearer token, without a leading "Bearer " (whether that was dropped is returned too).
+    A token no HTTP header could carry is refused here, at start-up, rather than on every request."""
+    secret = given.strip()
+    dropped = option.bearer and secret[: len(_BEARER)].lower() == _BEARER
+    if dropped:
+        secret = secret[len(_BEARER) :].strip()
+    if option.bearer and (problem := _header_problem(secret)):
+        raise SettingsError(
+            f"{option.env} ({option.flag}) cannot be sent in an HTTP header: {problem}; "
+            "set it to the token alone, exactly as it was issued."
+        )
+    return secret or None, dropped
+
+
+def _header_problem(token: str) -> str | None:
+    """Why a token cannot be a bearer token in a header, naming the place, never the characters."""
+    for position, char in enumerate(token, start=1):
+        if char in " \t":
+            return f"character {position} is a space inside it"
+        if char in "\r\n":
+            return f"character {position} is a line break inside it"
+        if not char.isascii():
+            return f"character {position} is not ASCII"
+        if not char.isprintable():
+            return f"character {position} is a control character"
+    return None
 
 
 def _read_secret_file(option: Option, path: str, *, also_set: bool) -> str:
-    """A secret from the file a *_FILE variable names: read once, without its final newline."""
+    """A secret from the file a *_FILE variable names, read once (the caller strips it)."""
     if also_set:
         raise SettingsError(f"Set {option.env} or {option.file_env}, not both.")
     try:
@@ -739,10 +808,9 @@ def _read_secret_file(option: Option, path: str, *, also_set: bool) -> str:
         raise SettingsError(
             f"{option.file_env} names a file that cannot be read ({type(exc).__name__})."
         ) from None
-    secret = text.removesuffix("\n").removesuffix("\r")
-    if not secret.strip():
+    if not text.strip():
         raise SettingsError(f"{option.file_env} names an empty file.")
-    return secret
+    return text
 
 
 def _parse(option: Option, given: Any) -> Any:

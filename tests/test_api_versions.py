@@ -402,6 +402,10 @@ def _as_the_client_sees_it(version: ApiVersion) -> dict[str, Any]:
         "token_mismatch": {
             token: version.token_mismatch(token) for token in ("secret-token:abc", "personal-access-token")
         },
+        "retirement_notice": {
+            day.isoformat(): version.retirement_notice(day)
+            for day in (date(2026, 12, 4), V1_RETIREMENT - timedelta(days=1), V1_RETIREMENT)
+        },
     }
 
 

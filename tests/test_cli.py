@@ -311,7 +311,13 @@ async def test_doctor_checks_what_http_needs_and_passthrough_needs_no_token(sand
     open_to_anyone = _run("--sandbox", "--transport", "http", "doctor")
     assert open_to_anyone.returncode == 1
     assert "FAIL  HTTP: HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN" in open_to_anyone.stdout
-    shared = _run("--sandbox", "--transport", "http", "doctor", CENSUS_MCP_AUTH_TOKEN="a-long-shared-token")
+    shared = _run(
+        "--sandbox",
+        "--transport",
+        "http",
+        "doctor",
+        CENSUS_MCP_AUTH_TOKEN="a-long-shared-token-of-32-characters",
+    )
     assert shared.returncode == 0, shared.stdout
     assert (
         "ok    HTTP: would serve http://127.0.0.1:8000/mcp to callers presenting the shared" in shared.stdout

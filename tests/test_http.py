@@ -25,7 +25,7 @@ from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
 
-AUTH_TOKEN = "mcp-shared-7d41f0"
+AUTH_TOKEN = "mcp-shared-7d41f0-a9c3e52b18f4d706"
 ALICE = "secret-token:alice-workspace"
 MALLORY = "secret-token:mallory-no-access"
 PASSTHROUGH_TOKENS = {"v1": (ALICE, MALLORY), "v2": ("alice-personal-access-token", "mallory-no-access-pat")}

@@ -17,6 +17,7 @@ from census_mcp.census.errors import (
     CensusRequestError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
+    CensusUnsendableError,
 )
 from census_mcp.census.retry import RetryPolicy, deadline
 from census_mcp.sandbox import SANDBOX_TOKEN, FaultConfig
@@ -293,3 +294,23 @@ async def test_content_that_cannot_be_encoded_is_refused_without_a_request(fault
                 await census.create_source({"type": "postgres", "credentials": credentials})
     assert time.sleeps == []
     assert faulty.workspace.requests == []
+
+
+@pytest.mark.parametrize("token", ["secret-token:sandbox ", "sandbox\npat", "a\x00b"])
+async def test_a_request_the_http_client_refuses_to_write_is_neither_retried_nor_a_network_failure(
+    faulty: Sandbox, token: str
+) -> None:
+    """A token with a character no header carries (settings refuse it at start-up; a client made
+    directly can still hold one) fails at once, for what it is, on reads and writes alike."""
+    time = FakeTime()
+    async with faulty.census(token, retry=time.policy()) as census:
+        for attempt in (census.get_source(5), census.refresh_tables(5)):
+            with pytest.raises(CensusUnsendableError) as failure:
+                await attempt
+            assert "was not sent" in failure.value.message
+            assert "CENSUS_API_TOKEN" in failure.value.message
+            assert "Gave up" not in failure.value.message
+            assert not isinstance(failure.value, CensusConnectionError | CensusUnknownOutcomeError)
+    assert time.sleeps == []
+    assert faulty.workspace.requests == []
+    assert token not in repr(failure.value)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import date
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from census_mcp.census.api import V1
 from census_mcp.cli import build_parser
@@ -104,7 +106,8 @@ def test_a_base_url_of_the_other_version_is_refused() -> None:
 def test_a_token_of_the_other_version_is_warned_about_at_start_up(
     version: str, token: str, warned: str | None
 ) -> None:
-    warnings = _settings("--api-version", version, CENSUS_API_TOKEN=token).warnings()
+    # On the day v1 retires, when its own notice has stopped: only the token's warning is left.
+    warnings = _settings("--api-version", version, CENSUS_API_TOKEN=token).warnings(RETIREMENT_DAY)
     if warned:
         assert len(warnings) == 1
         assert warned in warnings[0]
@@ -114,7 +117,7 @@ def test_a_token_of_the_other_version_is_warned_about_at_start_up(
 
 
 def test_a_default_group_on_v1_is_warned_about() -> None:
-    assert _settings(CENSUS_GROUP_ID="abundant_giraffe").warnings() == [
+    assert _settings(CENSUS_GROUP_ID="abundant_giraffe").warnings(RETIREMENT_DAY) == [
         "CENSUS_GROUP_ID is set, but API v1 has no groups: it is ignored."
     ]
     assert _settings("--api-version", "v2", CENSUS_GROUP_ID="abundant_giraffe").group_id == "abundant_giraffe"
@@ -123,12 +126,12 @@ def test_a_default_group_on_v1_is_warned_about() -> None:
 def test_secrets_can_come_from_files_as_docker_and_kubernetes_mount_them(tmp_path: Path) -> None:
     token_file, auth_file = tmp_path / "census_token", tmp_path / "mcp_token"
     token_file.write_text("secret-token:from-a-file\n")
-    auth_file.write_text("shared-from-a-file\r\n")
+    auth_file.write_text("shared-from-a-file-of-32-characters\r\n")
     settings = _settings(CENSUS_API_TOKEN_FILE=str(token_file), CENSUS_MCP_AUTH_TOKEN_FILE=str(auth_file))
     assert settings.token is not None
     assert settings.auth_token is not None
     assert settings.token.get_secret_value() == "secret-token:from-a-file"
-    assert settings.auth_token.get_secret_value() == "shared-from-a-file"
+    assert settings.auth_token.get_secret_value() == "shared-from-a-file-of-32-characters"
     # The flag still wins, as it does over the variable.
     flagged = _settings("--token", "secret-token:flag", CENSUS_API_TOKEN_FILE=str(token_file))
     assert flagged.token is not None
@@ -203,3 +206,104 @@ def test_the_app_is_on_unless_turned_off() -> None:
     assert _settings(CENSUS_MCP_APP="1").app is True
     with pytest.raises(SettingsError, match="CENSUS_MCP_APP"):
         _settings(CENSUS_MCP_APP="sometimes")
+
+
+# ------------------------------------------------------------------ tokens as people paste them
+
+SHARED = "k7Qv2mXw9LpR4tYz8NcB1sHd6FgJ3aUe"  # 32 characters, as secrets.token_urlsafe(24) makes them
+
+
+@pytest.mark.parametrize("pasted", [" secret-token:abc ", "secret-token:abc\n", "\tsecret-token:abc\r\n"])
+def test_whitespace_around_a_secret_is_stripped_from_the_flag_the_variable_and_the_file(
+    tmp_path: Path, pasted: str
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(pasted)
+    for settings in (
+        _settings("--token", pasted),
+        _settings(CENSUS_API_TOKEN=pasted),
+        _settings(CENSUS_API_TOKEN_FILE=str(token_file)),
+        _settings(
+            CENSUS_MCP_OAUTH_CLIENT_SECRET=pasted, CENSUS_MCP_OAUTH_CLIENT_ID="c", CENSUS_API_TOKEN="t"
+        ),
+    ):
+        secret = settings.token if settings.oauth_client_secret is None else settings.oauth_client_secret
+        assert secret is not None
+        assert secret.get_secret_value() == "secret-token:abc"
+        assert settings.dropped_bearer == ()
+    assert _settings(CENSUS_API_TOKEN="  \n").token is None
+
+
+@pytest.mark.parametrize("prefix", ["Bearer ", "bearer  ", " BEARER "])
+def test_a_pasted_bearer_prefix_is_dropped_with_a_warning_that_names_it(prefix: str, tmp_path: Path) -> None:
+    settings = _settings(CENSUS_API_TOKEN=prefix + "secret-token:abc")
+    assert settings.token is not None
+    assert settings.token.get_secret_value() == "secret-token:abc"
+    warnings = settings.warnings(RETIREMENT_DAY)
+    assert warnings == [
+        'CENSUS_API_TOKEN (--token) began with "Bearer ", which census-mcp sends itself: it was dropped.'
+    ]
+    shared_file = tmp_path / "shared"
+    shared_file.write_text(f"{prefix}{SHARED}\n")
+    served = _settings(CENSUS_MCP_AUTH_TOKEN_FILE=str(shared_file), CENSUS_API_TOKEN="secret-token:abc")
+    assert served.auth_token is not None
+    assert served.auth_token.get_secret_value() == SHARED
+    assert served.dropped_bearer == ("CENSUS_MCP_AUTH_TOKEN (--auth-token)",)
+    # Only tokens sent as bearer tokens lose the word: a client secret may well start with it.
+    secret = _settings(CENSUS_MCP_OAUTH_CLIENT_SECRET="Bearer x", CENSUS_MCP_OAUTH_CLIENT_ID="c")
+    assert secret.oauth_client_secret is not None
+    assert secret.oauth_client_secret.get_secret_value() == "Bearer x"
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("secret-token:ab cd", "character 16 is a space inside it"),
+        ("secret-token:ab\ncd", "character 16 is a line break inside it"),
+        ("secret-token:abcé", "character 17 is not ASCII"),
+        ("secret-token:\x7fabc", "character 14 is a control character"),
+        ("Bearer secret-token:a b", "character 15 is a space inside it"),
+    ],
+)
+def test_a_token_no_header_can_carry_is_refused_in_one_line_saying_why(token: str, why: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        _settings(CENSUS_API_TOKEN=token)
+    assert str(refused.value) == (
+        f"CENSUS_API_TOKEN (--token) cannot be sent in an HTTP header: {why}; "
+        "set it to the token alone, exactly as it was issued."
+    )
+    assert "abc" not in str(refused.value)
+    with pytest.raises(SettingsError, match=f"CENSUS_MCP_AUTH_TOKEN \\(--auth-token\\) .*{why}"):
+        _settings("--auth-token", token.replace("secret-token:", SHARED[:13]))
+
+
+def test_a_shared_http_token_under_32_characters_is_refused_saying_how_to_make_one() -> None:
+    short = Settings(sandbox=True, transport="http", auth_token=SecretStr(SHARED[:31]))
+    with pytest.raises(SettingsError) as refused:
+        short.require_credentials(serving_http=True)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("CENSUS_MCP_AUTH_TOKEN is 31 characters")
+    assert 'python -c "import secrets; print(secrets.token_urlsafe(32))"' in message
+    assert SHARED[:31] not in message
+    Settings(sandbox=True, transport="http", auth_token=SecretStr(SHARED)).require_credentials(
+        serving_http=True
+    )
+    # What the advice makes is long enough.
+    Settings(
+        sandbox=True, transport="http", auth_token=SecretStr(secrets.token_urlsafe(32))
+    ).require_credentials(serving_http=True)
+
+
+def test_v1s_retirement_is_a_start_up_warning_until_the_day_and_never_on_the_sandbox() -> None:
+    day_before = date(2027, 1, 14)
+    for today, notice in (
+        (date(2026, 12, 4), "Census retires API v1 on 2027-01-15, in 42 days. Switch to API v2"),
+        (day_before, "Census retires API v1 on 2027-01-15, tomorrow. Switch to API v2"),
+    ):
+        [warning] = _settings("--api-version", "v1", CENSUS_API_TOKEN="secret-token:x").warnings(today)
+        assert warning.startswith(notice)
+        assert "CENSUS_API_VERSION=v2" in warning
+    assert _settings("--api-version", "v1", CENSUS_API_TOKEN="secret-token:x").warnings(RETIREMENT_DAY) == []
+    assert _settings("--api-version", "v2", CENSUS_API_TOKEN="pat").warnings(day_before) == []
+    assert _settings("--sandbox", "--api-version", "v1").warnings(day_before) == []

@@ -141,7 +141,7 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
         env = _environment(
             CENSUS_API_TOKEN=sandbox.token,
             CENSUS_API_BASE_URL=sandbox.base_url,
-            CENSUS_MCP_AUTH_TOKEN="workers-token",
+            CENSUS_MCP_AUTH_TOKEN="workers-token-3e8c1f5a9b27d4e60c",
             CENSUS_MCP_CACHE_URL=redis_server.url,
             CENSUS_MCP_APP="0",
         )
@@ -225,7 +225,7 @@ async def _calls(
     async def one() -> None:
         nonlocal succeeded
         headers = {
-            "Authorization": "Bearer workers-token",
+            "Authorization": "Bearer workers-token-3e8c1f5a9b27d4e60c",
             "Accept": "application/json, text/event-stream",
             "Content-Type": "application/json",
             "Mcp-Method": "tools/call",

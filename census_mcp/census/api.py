@@ -105,11 +105,12 @@ class ApiVersion:
         return self.routes[operation]
 
     def create_body(self, connection: Mapping[str, Any], group_id: str | None) -> dict[str, Any]:
-        """POST /sources' body; on v2 the group goes beside the connection (provisional)."""
-        body: dict[str, Any] = {"connection": dict(connection)}
+        """POST /sources' body; on v2 the group goes inside the wrapped connection, as Fivetran's
+        published v2 create of an activation does (provisional for sources)."""
+        wrapped = dict(connection)
         if self.group_field is not None and group_id is not None:
-            body[self.group_field] = group_id
-        return body
+            wrapped[self.group_field] = group_id
+        return {"connection": wrapped}
 
     def says_retired(self, status: int, message: str) -> bool:
         """Whether an answer is Census saying this version is retired: 410 Gone, or a refusal that
@@ -117,6 +118,15 @@ class ApiVersion:
         if self.retires_on is None:
             return False
         return status == 410 or (status in (401, 403, 404) and bool(_RETIREMENT_WORDS.search(message)))
+
+    def retirement_notice(self, today: date) -> str | None:
+        """Until this version retires: the date, and how to switch; None for a version with no date,
+        and from that day on (Census's own answers then say it is retired)."""
+        if self.retires_on is None or today >= self.retires_on:
+            return None
+        days = (self.retires_on - today).days
+        when = "tomorrow" if days == 1 else f"in {days} days"
+        return f"Census retires API {self.name} on {self.retires_on.isoformat()}, {when}. {RETIRED_ADVICE}"
 
     def unavailable_advice(self, today: date) -> str:
         """What to do when an operation is missing here: the UI, or v1 while it lasts."""

@@ -38,6 +38,7 @@ from census_mcp.census.errors import (
     CensusRetiredError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
+    CensusUnsendableError,
 )
 from census_mcp.census.models import (
     Listing,
@@ -429,6 +430,14 @@ class CensusClient:
                 f"{where} timed out after {timeout:.1f} s with no answer from Census."
             )
             return _Failure(error, may_have_reached=True)
+        except httpx2.LocalProtocolError as exc:
+            # Raised before a byte is sent, and raised again on every attempt: not the network's doing.
+            error = CensusUnsendableError(
+                f"{where} was not sent: census-mcp's HTTP client refused to write it ({type(exc).__name__}), "
+                "so Census never saw it and repeating it cannot help. The API token (CENSUS_API_TOKEN) may "
+                "hold a character an HTTP header cannot carry: set it to the token alone."
+            )
+            return _Failure(error, transient=False)
         except (UnicodeEncodeError, ValueError) as exc:
             # The tools' schemas refuse such input first; this keeps the client safe on its own.
             message = f"{where} could not be sent: its content cannot be encoded ({type(exc).__name__})."

@@ -48,6 +48,11 @@ class CensusConnectionError(CensusError):
     """No answer: a timeout or a failed connection."""
 
 
+class CensusUnsendableError(CensusError):
+    """The request never left this process: the HTTP client refused to write it (an illegal header
+    value, say). Nothing reached Census, and repeating it cannot help; the message says what to fix."""
+
+
 class CensusResponseError(CensusError):
     """A 2xx answer that is not the JSON Census documents."""
 

@@ -470,7 +470,7 @@ class _Endpoints:
     async def create_source(self, request: Request) -> Response:
         body = await _body(request)
         connection = _connection_of(body)
-        group = self.version.create_group(body)
+        group = self.version.create_group(connection)
         if group not in GROUPS:
             raise _unprocessable(
                 f"{self.version.group_field} is required and must be one of the groups this token can reach: "

@@ -2,8 +2,8 @@
 
 Both serve the same seeded workspace. /api/v1 takes workspace tokens and shows no groups. /api/v2
 (provisional, as NOTES.md describes it) takes personal access tokens, shows each source's
-group_id, needs one on a create, answers 409 when a name is taken in a group, and says 404 as
-`{"status":404}`. Its unpublished operations can be made missing, and v1 can be made retired, so
+group_id, needs one inside a create's connection, answers 409 when a name is taken in a group, and
+says 404 as `{"status":404}`. Its unpublished operations can be made missing, and v1 can be made retired, so
 that a client's handling of both can be tried without an account.
 """
 
@@ -53,9 +53,9 @@ class SandboxVersion:
             shaped[self.group_field] = source["group_id"]
         return shaped
 
-    def create_group(self, body: Mapping[str, Any]) -> Any:
-        """The group a create names, beside its connection."""
-        return body.get(self.group_field) if self.group_field else GROUPS[0]
+    def create_group(self, connection: Mapping[str, Any]) -> Any:
+        """The group a create names inside its wrapped connection, as v2's published creates do."""
+        return connection.get(self.group_field) if self.group_field else GROUPS[0]
 
 
 V1 = SandboxVersion(name="v1", group_field=None, not_found_status="not_found")

@@ -24,13 +24,16 @@ from census_mcp.census.errors import (
     CensusRetiredError,
     CensusUnavailableError,
     CensusUnknownOutcomeError,
+    CensusUnsendableError,
 )
 from census_mcp.untrusted import quote
 
 
 def explain_census_error(exc: CensusError, tool_name: str, arguments: Mapping[str, Any]) -> str:
     """The model-facing text for a Census failure of a tool, given its (validated) arguments."""
-    if isinstance(exc, CensusAuthError | CensusOperationUnavailableError | CensusRetiredError):
+    if isinstance(
+        exc, CensusAuthError | CensusOperationUnavailableError | CensusRetiredError | CensusUnsendableError
+    ):
         # The client wrote these with the version's own advice.
         return exc.message
     if isinstance(exc, CensusUnknownOutcomeError):
