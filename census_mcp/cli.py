@@ -7,13 +7,15 @@ Options are accepted anywhere on the line, before or after the command, as in gi
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import json
 import os
+import shlex
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from census_mcp import __version__, settings
 from census_mcp.logs import configure_logging
@@ -26,17 +28,65 @@ commands:
                     e.g. census-mcp --sandbox call list_sources '{"test_status": "failed"}'
   doctor            check the setup the server would use: token, API, network, Census, tools
   sandbox-reset     forget what earlier runs did to the sandbox (see --sandbox-state)
+
+Each command's --help shows its own options; the options above go before or after it.
 """
-
-
+_GLOBAL_OPTIONS = """\
+The options every command takes (--sandbox, --token, --api-version,
+--read-only, ...) go before or after it: see census-mcp --help."""
 _JSON_HELP = (
     "tools: print tools/list as a client receives it; "
-    "call: one JSON document (isError, text, structuredContent)"
+    "call: one JSON document (isError, text, structuredContent); doctor: its checks as JSON"
 )
+# Each command: what it does (the first line of its --help), and what its --json prints, if it has one.
+_COMMANDS = {
+    "tools": (
+        "List the tools census-mcp offers, or describe one: its arguments and an\nexample call.",
+        "print tools/list (or the one tool) as a client receives it",
+    ),
+    "call": (
+        "Call one tool through the real MCP server, in this process, and print its\ntext result.",
+        "print one JSON document: isError, text, structuredContent",
+    ),
+    "doctor": (
+        "Check the setup the server would use, one line per check: token, API,\n"
+        "network, Census, groups (API v2), tools.",
+        "print the checks as one JSON document",
+    ),
+    "sandbox-reset": ("Forget what earlier runs did to the built-in sandbox: it starts afresh.", None),
+}
+
+
+class UsageError(Exception):
+    """A mistake on the command line, said in one line and a hint rather than the whole usage."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a command's --help opening on what it does and a mistake said in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog)
+
+    def format_help(self) -> str:
+        formatter = self._get_formatter()
+        formatter.add_text(self.description)
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        for group in self._action_groups:
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="census-mcp",
         description="An MCP server for the sources of a Census (Fivetran Activations) workspace.",
         epilog=_COMMANDS_HELP,
@@ -45,29 +95,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"census-mcp {__version__}")
     parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     settings.add_arguments(parser)
-    # The same options after a command: left out of the namespace unless given there.
-    after = argparse.ArgumentParser(add_help=False)
-    settings.add_arguments(after, suppress_defaults=True)
+    # The same options after a command, left out of the namespace unless given there.
+    after = _Parser(add_help=False)
+    settings.add_arguments(after, after_command=True)
     commands = parser.add_subparsers(dest="command", metavar="{tools,call,doctor,sandbox-reset}")
-    tools = commands.add_parser("tools", parents=[after], help="list the tools, or describe one")
-    tools.add_argument("name", nargs="?", help="a tool's name: show its arguments and an example call")
-    call = commands.add_parser("call", parents=[after], help="call one tool and print its text result")
-    call.add_argument("tool", help="tool name, e.g. list_sources")
-    call.add_argument("arguments", nargs="?", help="tool arguments as a JSON object (default {})")
-    for command in (tools, call):
-        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=_JSON_HELP)
-    commands.add_parser("doctor", parents=[after], help="check the setup, one line per check")
-    commands.add_parser("sandbox-reset", parents=[after], help="start the kept sandbox afresh")
+    parsers = {
+        name: commands.add_parser(
+            name,
+            parents=[after],
+            description=does,
+            epilog=_GLOBAL_OPTIONS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for name, (does, _) in _COMMANDS.items()
+    }
+    parsers["tools"].add_argument(
+        "name", nargs="?", help="a tool's name: show its arguments and an example call"
+    )
+    parsers["call"].add_argument("tool", help="tool name, e.g. list_sources")
+    parsers["call"].add_argument("arguments", nargs="?", help="tool arguments as a JSON object (default {})")
+    for name, (_, as_json) in _COMMANDS.items():
+        if as_json:
+            parsers[name].add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=as_json)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
+    except UsageError as mistake:
+        return _usage_error(mistake)
     except BrokenPipeError:
         # The reader went away (`census-mcp tools | head`): nothing more to say, and no traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _usage_error(mistake: UsageError) -> int:
+    """One line for the mistake, naming the closest option to one misspelt, and where help is."""
+    guess = ""
+    if mistake.message.startswith(_UNRECOGNIZED):
+        flags = [option.flag for option in settings.OPTIONS] + ["--json", "--help", "--version"]
+        words = mistake.message.removeprefix(_UNRECOGNIZED).split()
+        close = [
+            match
+            for word in words
+            if word.startswith("--")
+            for match in difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.8)
+        ]
+        guess = f" (did you mean {' or '.join(close)}?)" if close else ""
+    print(f"census-mcp: {mistake.message}{guess}", file=sys.stderr)
+    print(f"Run `{mistake.prog} --help` for what it takes.", file=sys.stderr)
+    return 2
+
+
+_UNRECOGNIZED = "unrecognized arguments: "
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -78,31 +160,38 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command == "call" and args.arguments is None and extra[:1] and not extra[0].startswith("-"):
         args.arguments = extra.pop(0)
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        prog = f"census-mcp {args.command}" if args.command else "census-mcp"
+        raise UsageError(_UNRECOGNIZED + " ".join(extra), prog)
+    serving = args.command is None
+    config: settings.Settings | None = None
     try:
         config = settings.from_arguments(args)
         if args.command == "doctor":  # it reports the warnings among its lines
             from census_mcp.doctor import run_doctor
 
-            return run_doctor(config)
-        for warning in config.warnings():
-            print(f"census-mcp: warning: {warning}", file=sys.stderr)
+            return run_doctor(config, as_json=args.json)
         if args.command == "sandbox-reset":
             return _reset_sandbox(config)
-        serving_http = args.command is None and config.transport == "http"
+        serving_http = serving and config.transport == "http"
         if args.command != "tools":
             config.require_credentials(serving_http=serving_http)
+        # Said once, after what would stop the server: a refusal stays one line.
+        for warning in config.warnings():
+            print(f"census-mcp: warning: {warning}", file=sys.stderr)
         configure_logging(config)
         if serving_http:
             return _serve_http(config)
 
         from census_mcp.server import build_server
 
-        server = build_server(config)
+        server = build_server(config, audit_to_stderr=args.command != "call")
     except settings.SettingsError as exc:
+        if serving and settings.requested_transport(args) != "http" and not sys.stdin.isatty():
+            return _serve_unconfigured(str(exc), config)
         return _refuse(str(exc), as_json=args.json)
     if args.command == "tools":
-        return _show_tools(server, config, args.name, as_json=args.json)
+        shown = _show_tools(server, args.name, as_json=args.json, flags=settings.given_flags(args))
+        return shown
     if args.command == "call":
         try:
             arguments = json.loads(args.arguments or "{}")
@@ -113,6 +202,17 @@ def _run(argv: Sequence[str] | None) -> int:
         return _call(server, args.tool, arguments, as_json=args.json)
     server.run()
     return 0
+
+
+def _serve_unconfigured(problem: str, config: settings.Settings | None) -> int:
+    """Settings that cannot work, in a server a client launched (stdin is no terminal): said in one
+    line on stderr, as always, and then served, so that the client lists the tools and every call
+    tells the user what to set and where. Run by hand in a terminal, the server stops instead."""
+    from census_mcp.server import build_unconfigured_server
+
+    print(f"census-mcp: {problem}", file=sys.stderr, flush=True)
+    build_unconfigured_server(problem, config).run()
+    return 2
 
 
 def _refuse(message: str, *, as_json: bool) -> int:
@@ -172,7 +272,9 @@ def _reset_sandbox(config: settings.Settings) -> int:
     return 0
 
 
-def _show_tools(server: Any, config: settings.Settings, name: str | None, *, as_json: bool) -> int:
+def _show_tools(server: Any, name: str | None, *, as_json: bool, flags: list[str]) -> int:
+    """The tools as a client lists them, or one described; `flags` are the options given, which its
+    example call repeats (--sandbox, say), so that it runs against the same workspace."""
     import anyio
 
     from census_mcp.tools import why_not_offered
@@ -188,12 +290,12 @@ def _show_tools(server: Any, config: settings.Settings, name: str | None, *, as_
         return 0
     found = next((tool for tool in listed if tool.name == name), None)
     if found is None:
-        print(f"census-mcp: {why_not_offered(name, config)}", file=sys.stderr)
+        print(f"census-mcp: {why_not_offered(name, server.census_settings)}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(found.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2))
     else:
-        print(describe_tool(found))
+        print(describe_tool(found, flags))
     return 0
 
 
@@ -205,8 +307,9 @@ def _kind(tool: Any) -> str:
     return "write" if hints.destructive_hint is False else "destructive"
 
 
-def describe_tool(tool: Any) -> str:
-    """A tool's arguments (name, type, required, default, description) and an example call."""
+def describe_tool(tool: Any, flags: Sequence[str] = ()) -> str:
+    """A tool's arguments (name, type, required, default, description) and an example call, with
+    the options given (`flags`) in it."""
     schema = tool.input_schema
     required = set(schema.get("required", []))
     lines = [f"{tool.name} ({_kind(tool)}): {tool.description}", "", "Arguments:"]
@@ -228,7 +331,8 @@ def describe_tool(tool: Any) -> str:
     example = {
         arg: _example_value(arg, schema["properties"][arg]) for arg in schema["properties"] if arg in required
     }
-    lines += ["", "Example:", f"  census-mcp call {tool.name} '{json.dumps(example)}'"]
+    command = shlex.join(["census-mcp", *flags, "call", tool.name, json.dumps(example)])
+    lines += ["", "Example:", f"  {command}"]
     return "\n".join(lines)
 
 

@@ -2,16 +2,17 @@
 
 Each line starts with a mark: "ok", "warn" (works, but look at it) or "FAIL" (the server would not
 work: the line says what to fix). The exit status is 1 when any line fails. The token's value is
-never shown, only its kind.
+never shown, only its kind. With --json the same lines come as one JSON document.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ import anyio
 from anyio.streams.tls import TLSAttribute
 
 from census_mcp.census.api import API_VERSIONS, WORKSPACE_TOKEN_PREFIX
+from census_mcp.census.client import CensusClient
 from census_mcp.census.errors import CensusError
 from census_mcp.settings import LOOPBACK_HOSTS, Settings, SettingsError, require_http_auth
 
@@ -42,22 +44,33 @@ class Report:
     def render(self) -> str:
         return "\n".join(f"{mark:<4}  {text}" for mark, text in self.lines)
 
+    @property
+    def verdict(self) -> str:
+        return "Something would stop the server: fix the FAIL lines." if self.failed else "Ready."
 
-def run_doctor(config: Settings) -> int:
-    """Run every check, print the report, and return the exit status."""
-    report = anyio.run(examine, config)
-    print(report.render())
-    verdict = "Something would stop the server: fix the FAIL lines." if report.failed else "Ready."
-    print(verdict, file=sys.stderr)
+    def as_json(self) -> str:
+        checks = [{"mark": mark, "text": text} for mark, text in self.lines]
+        return json.dumps({"ok": not self.failed, "verdict": self.verdict, "checks": checks}, indent=2)
+
+
+def run_doctor(config: Settings, *, as_json: bool = False, today: date | None = None) -> int:
+    """Run every check, print the report (lines, or one JSON document), and return the exit status."""
+    report = anyio.run(examine, config, today)
+    if as_json:
+        print(report.as_json())
+    else:
+        print(report.render())
+        print(report.verdict, file=sys.stderr)
     return 1 if report.failed else 0
 
 
-async def examine(config: Settings) -> Report:
+async def examine(config: Settings, today: date | None = None) -> Report:
+    """Every check, in order; v1's retirement is counted from `today`."""
     report = Report()
     api = API_VERSIONS[config.api_version]
     _token_line(config, report)
     report.add("ok", f"API {api.name} at {config.api_base_url}")
-    for warning in config.warnings():
+    for warning in config.warnings(today):
         report.add("warn", warning)
     if config.sandbox:
         report.add("ok", "network: none needed, the sandbox runs in-process")
@@ -182,6 +195,7 @@ async def _census_lines(config: Settings, report: Report) -> None:
     try:
         async with census_client(config) as census:
             probe = await census.probe()
+            groups = await _groups(census) if census.api.has_groups else None
     except CensusError as exc:
         report.add("FAIL", f"Census: {exc.message}")
         return
@@ -189,13 +203,37 @@ async def _census_lines(config: Settings, report: Report) -> None:
         report.add("FAIL", str(exc))
         return
     report.add("ok", "Census: the token was accepted")
-    scope = (
-        "across every group the token can see"
-        if API_VERSIONS[config.api_version].has_groups
-        else "in the workspace"
-    )
+    scope = "in the workspace" if groups is None else "across every group the token can see"
     report.add("ok", f"sources: {probe.sources} {scope}")
+    if groups is not None:
+        _group_line(config.group_id, groups, report)
     _clock_line(probe.census_date, report)
+
+
+async def _groups(census: CensusClient) -> set[str]:
+    """The groups the token's sources are in (the API lists no groups of its own)."""
+    sources = (await census.list_sources()).value.items
+    return {source.group_id for source in sources if source.group_id is not None}
+
+
+def _group_line(group_id: str | None, groups: set[str], report: Report) -> None:
+    """Whether create_source's default group is one the token's sources are in (API v2)."""
+    found = ", ".join(sorted(groups)) or "none"
+    if group_id is None:
+        report.add(
+            "ok",
+            f"group: no default (CENSUS_GROUP_ID): create_source will need group_id; groups found: {found}",
+        )
+    elif group_id in groups:
+        report.add("ok", f"group: CENSUS_GROUP_ID {group_id} is among the groups found ({found})")
+    elif not groups:
+        report.add("warn", f"group: CENSUS_GROUP_ID {group_id} cannot be checked: the token sees no source")
+    else:
+        report.add(
+            "FAIL",
+            f"group: CENSUS_GROUP_ID {group_id} is not a group of any source the token can see; groups "
+            f"found: {found}. Set it to one of them (ids are exact), or leave it unset",
+        )
 
 
 def _clock_line(census_date: str | None, report: Report) -> None:

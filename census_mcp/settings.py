@@ -704,20 +704,25 @@ def require_http_auth(settings: Settings) -> None:
             )
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = False) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
     """Declare every option as a flag whose help names its environment variable (and file variable);
     a switch's flag turns its default around (--sandbox on, --no-app off).
 
-    `suppress_defaults` leaves an option that was not given out of the namespace, so that a
-    subcommand's parser, which takes the same options, never overwrites one given before it.
+    `after_command`: the options as a subcommand's parser takes them. One not given stays out of the
+    namespace, so that it never overwrites one given before the command, and out of the command's
+    --help, which lists only the command's own (`census-mcp --help` lists these).
     """
     for option in OPTIONS:
         quiet = option.default is None or option.is_switch
         default_text = option.shown_default or option.default
         shown_default = "" if quiet else f" Default: {default_text}."
         from_file = f" Or {option.file_env}: a file holding it." if option.file_env else ""
-        help_text = f"{option.help}{shown_default} Env: {option.env}.{from_file}"
-        default = argparse.SUPPRESS if suppress_defaults else None
+        help_text = (
+            argparse.SUPPRESS
+            if after_command
+            else f"{option.help}{shown_default} Env: {option.env}.{from_file}"
+        )
+        default = argparse.SUPPRESS if after_command else None
         if option.is_switch:
             parser.add_argument(
                 option.flag,
@@ -732,6 +737,26 @@ def add_arguments(parser: argparse.ArgumentParser, *, suppress_defaults: bool = 
             parser.add_argument(
                 option.flag, dest=option.dest, default=default, metavar=metavar, help=help_text
             )
+
+
+def given_flags(namespace: argparse.Namespace) -> list[str]:
+    """The options given on a command line, as they would be typed again, secrets left out: what an
+    example call needs to run against the same Census (or the same sandbox)."""
+    flags = []
+    for option in OPTIONS:
+        given = getattr(namespace, option.dest, None)
+        if given is None or option.file_env:
+            continue
+        flags += [option.flag] if option.is_switch else [option.flag, str(given)]
+    return flags
+
+
+def requested_transport(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:
+    """The transport asked for, read on its own: whether to serve stdio even when another setting
+    is unusable."""
+    environ = os.environ if environ is None else environ
+    given = getattr(namespace, "transport", None) or environ.get("CENSUS_MCP_TRANSPORT") or "stdio"
+    return str(given).strip().lower()
 
 
 def from_arguments(

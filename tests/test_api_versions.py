@@ -30,7 +30,7 @@ from census_mcp.sandbox import GROUPS, SANDBOX_PAT, SANDBOX_TOKEN, V2_OPERATIONS
 from census_mcp.server import build_server, result_text
 from tests.conftest import Sandbox, running_sandbox
 from tests.helpers import call_error, call_ok
-from tests.test_stdio import _console_script, _environment
+from tests.test_stdio import _console_script, _environment, launched
 
 pytestmark = pytest.mark.anyio
 PACKAGE = Path(__file__).parent.parent / "census_mcp"
@@ -139,6 +139,26 @@ async def test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1(sandbox: 
     assert sandbox.workspace.sources[by_default.structured_content["id"]]["group_id"] == GROUPS[1]
 
 
+async def test_the_v2_create_names_its_group_inside_the_wrapped_connection_as_published() -> None:
+    """Fivetran's published v2 creates wrap their body and put group_id inside it; the sandbox takes
+    only that shape, and the client sends it."""
+    connection = {"type": "postgres", "credentials": POSTGRES, "label": "Wrapped"}
+    assert V2.create_body(connection, GROUPS[1]) == {"connection": {**connection, "group_id": GROUPS[1]}}
+    assert V1.create_body(connection, GROUPS[1]) == {"connection": connection}
+    with running_sandbox("v2") as sandbox:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {sandbox.token}"}) as http:
+            beside = await http.post(
+                f"{sandbox.base_url}/sources", json={"connection": connection, "group_id": GROUPS[1]}
+            )
+            assert beside.status_code == 422
+            assert "group_id is required" in beside.json()["message"]
+        async with sandbox.census() as census:
+            created = await census.create_source(connection, group_id=GROUPS[1])
+    assert isinstance(created, int)
+    assert sandbox.workspace.sources[created]["group_id"] == GROUPS[1]
+    assert "group_id" not in sandbox.workspace.sources[created]["connection_details"]
+
+
 async def test_a_name_taken_in_the_group_is_a_conflict_on_v2() -> None:
     with running_sandbox("v2") as sandbox:
         taken = sandbox.workspace.sources[3]
@@ -220,6 +240,34 @@ async def test_a_missing_source_on_a_missing_v2_route_is_still_a_missing_source(
 def test_after_v1_retires_the_advice_no_longer_offers_it() -> None:
     assert "use API v1" in V2.unavailable_advice(date(2027, 1, 14))
     assert V2.unavailable_advice(V1_RETIREMENT) == "Do it in the Census UI."
+
+
+# ------------------------------------------------------------------ v1's deadline, before and after
+
+
+async def test_the_model_is_told_of_v1s_retirement_on_v1_until_the_day(sandbox: Sandbox) -> None:
+    async def told(settings: Any, today: date) -> str:
+        async with Client(build_server(settings, today=today)) as client:
+            return client.instructions or ""
+
+    before = await told(sandbox.settings(), date(2026, 12, 4))
+    assert before.startswith("Manage the data-warehouse sources of a Census")
+    notice = "This server uses Census API v1. Census retires API v1 on 2027-01-15, in 42 days."
+    assert (notice in before) == (sandbox.api_version == "v1")
+    if sandbox.api_version == "v1":
+        assert "set CENSUS_API_TOKEN to it and CENSUS_API_VERSION=v2" in before
+        assert before.endswith("Tell the user when it matters.")
+    assert "retires" not in await told(sandbox.settings(), V1_RETIREMENT)
+    assert "retires" not in await told(sandbox.settings(sandbox=True, api_version="v1"), date(2026, 12, 4))
+
+
+def test_the_start_up_log_says_it_once_while_v1_lasts() -> None:
+    """The server as a client launches it: the real clock decides, so the line is there exactly while
+    v1 lasts (the pinned dates are above and in tests/test_settings.py)."""
+    done = launched("--log-level", "INFO", CENSUS_API_TOKEN="secret-token:x", CENSUS_API_VERSION="v1")
+    assert done.returncode == 0, done.stderr
+    said = done.stderr.count("Census retires API v1 on 2027-01-15")
+    assert said == (1 if date.today() < V1_RETIREMENT else 0)
 
 
 # ------------------------------------------------------------------ a retired v1, tokens of the wrong kind

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 import subprocess
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from census_mcp.settings import OPTIONS
+from census_mcp.census.api import V1_RETIREMENT
+from census_mcp.doctor import examine
+from census_mcp.sandbox import GROUPS
+from census_mcp.settings import OPTIONS, Settings
 from tests.conftest import Sandbox
 from tests.test_contract import EXPECTED
 from tests.test_real_clients import NODE_BIN, ROOT
@@ -351,3 +356,200 @@ def test_doctor_names_a_token_of_the_wrong_kind_once() -> None:
     said = done.stdout + done.stderr
     assert said.count("looks like a v1 workspace API token") == 1
     assert "warn  token: a workspace API token (secret-token:...)" in done.stdout
+
+
+@pytest.mark.anyio
+async def test_doctor_warns_of_v1s_retirement_with_the_date_and_the_switch_until_the_day(
+    sandbox: Sandbox,
+) -> None:
+    config = sandbox.settings()
+    before = await examine(config, date(2026, 12, 4))
+    on_the_day = await examine(config, V1_RETIREMENT)
+    retiring = [text for mark, text in before.lines if "retires API v1" in text]
+    if sandbox.api_version == "v1":
+        assert ("warn", retiring[0]) in before.lines
+        assert retiring == [
+            "Census retires API v1 on 2027-01-15, in 42 days. Switch to API v2: create a personal access "
+            "token (your user settings, Personal Access Tokens), set CENSUS_API_TOKEN to it and "
+            "CENSUS_API_VERSION=v2, then restart census-mcp."
+        ]
+    else:
+        assert retiring == []
+    assert not before.failed
+    assert not any("retires" in text for _, text in on_the_day.lines)
+    # The sandbox's own v1 never retires.
+    assert not any(
+        "retires" in text for _, text in (await examine(Settings(sandbox=True), date(2026, 12, 4))).lines
+    )
+
+
+def test_doctor_on_the_command_line_names_the_date_while_v1_lasts() -> None:
+    """The subprocess reads the real clock: the line is there exactly while v1 lasts."""
+    done = _run("doctor", "--token", "secret-token:x", "--base-url", "https://census.invalid/api/v1")
+    assert ("warn  Census retires API v1 on 2027-01-15" in done.stdout) == (date.today() < V1_RETIREMENT)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("api_version", ["v2"])
+async def test_doctor_checks_the_default_group_on_v2(sandbox: Sandbox) -> None:
+    found = ", ".join(sorted(GROUPS))
+    unknown = await examine(sandbox.settings(group_id="no_such_group"))
+    assert unknown.failed
+    assert (
+        "FAIL",
+        f"group: CENSUS_GROUP_ID no_such_group is not a group of any source the token can see; groups found: "
+        f"{found}. Set it to one of them (ids are exact), or leave it unset",
+    ) in unknown.lines
+    unset = await examine(sandbox.settings(group_id=None))
+    assert not unset.failed
+    assert (
+        "ok",
+        f"group: no default (CENSUS_GROUP_ID): create_source will need group_id; groups found: {found}",
+    ) in (unset.lines)
+    known = await examine(sandbox.settings(group_id=GROUPS[1]))
+    assert ("ok", f"group: CENSUS_GROUP_ID {GROUPS[1]} is among the groups found ({found})") in known.lines
+    # From the command line, as the newcomer ran it, and on the sandbox.
+    for line in (
+        ("--api-version", "v2", "--group-id", "no_such_group", "doctor", "--sandbox"),
+        (
+            "--api-version",
+            "v2",
+            "--base-url",
+            sandbox.base_url,
+            "--token",
+            sandbox.token,
+            "--group-id",
+            "nope",
+            "doctor",
+        ),
+    ):
+        done = await anyio.to_thread.run_sync(lambda line=line: _run(*line))
+        assert done.returncode == 1, done.stdout
+        assert re.search(r"^FAIL  group: CENSUS_GROUP_ID \S+ is not a group", done.stdout, re.M)
+        assert "Something would stop the server" in done.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("api_version", ["v1"])
+async def test_doctor_checks_no_group_on_v1(sandbox: Sandbox) -> None:
+    assert not any(text.startswith("group:") for _, text in (await examine(sandbox.settings())).lines)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_doctor_prints_json_with_json_before_or_after_the_command(where: str) -> None:
+    line = ("--json", "doctor") if where == "before" else ("doctor", "--json")
+    done = _run("--sandbox", "--api-version", "v2", "--group-id", "no_such_group", *line)
+    assert done.returncode == 1
+    document = json.loads(done.stdout)
+    assert document["ok"] is False
+    assert document["verdict"] == "Something would stop the server: fix the FAIL lines."
+    marks = {check["text"].split(":")[0]: check["mark"] for check in document["checks"]}
+    assert marks["token"] == "ok"
+    assert marks["group"] == "FAIL"
+    assert done.stderr == ""
+    healthy = json.loads(_run("--sandbox", "doctor", "--json").stdout)
+    assert healthy["ok"] is True
+    assert all(check["mark"] in ("ok", "warn") for check in healthy["checks"])
+
+
+# ------------------------------------------------------------------ a command line that stays short
+
+
+@pytest.mark.parametrize(
+    ("command", "does"),
+    [
+        ("tools", "List the tools census-mcp offers, or describe one"),
+        ("call", "Call one tool through the real MCP server"),
+        ("doctor", "Check the setup the server would use, one line per check"),
+        ("sandbox-reset", "Forget what earlier runs did to the built-in sandbox"),
+    ],
+)
+def test_each_commands_help_opens_on_what_it_does_and_lists_only_its_own_options(
+    command: str, does: str
+) -> None:
+    done = _run(command, "--help")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(does)
+    assert len(lines) <= 25
+    listed = set(re.findall(r"(?<![\w-])(--[a-z-]+)", done.stdout))
+    # Its own options, and the two every command's help names in its pointer to the global ones.
+    assert listed <= {"--help", "--json", "--sandbox", "--token", "--api-version", "--read-only"}
+    assert "CENSUS_" not in done.stdout
+    assert "see census-mcp --help" in " ".join(done.stdout.split())
+    # The global options still work after the command, though its help does not list them.
+    assert _run(command, "--sandbox-size", "70", "--help").returncode == 0
+
+
+def test_call_help_is_short() -> None:
+    assert len(_run("call", "--help").stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (("--bogus",), "census-mcp: unrecognized arguments: --bogus"),
+        (("--sandox", "tools"), "census-mcp: unrecognized arguments: --sandox (did you mean --sandbox?)"),
+        (
+            ("call", "list_sources", "--read-onyl"),
+            "census-mcp: unrecognized arguments: --read-onyl (did you mean --read-only?)",
+        ),
+        (("cal",), "census-mcp: argument {tools,call,doctor,sandbox-reset}: invalid choice: 'cal'"),
+    ],
+)
+def test_a_mistake_on_the_command_line_is_one_line_and_a_hint_not_the_usage(
+    line: tuple[str, ...], said: str
+) -> None:
+    done = _run(*line)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(said)
+    assert re.fullmatch(r"Run `census-mcp( \w+)? --help` for what it takes\.", lines[1])
+    assert "usage:" not in done.stderr
+
+
+def test_list_options_say_their_defaults_in_words() -> None:
+    flat = " ".join(_run("--help").stdout.split())
+    assert "Comma-separated tool names to offer. Default: all. Env: CENSUS_MCP_TOOLS." in flat
+    assert "Comma-separated tool names not to offer. Default: none." in flat
+    assert "()" not in flat
+
+
+@pytest.mark.parametrize("api_version", ["v1", "v2"])
+def test_a_tools_example_repeats_the_options_in_force_and_runs_as_printed(
+    api_version: str, tmp_path: Path
+) -> None:
+    state = str(tmp_path / "sandbox.json")
+    described = _run(
+        "--sandbox", "tools", "get_source", "--api-version", api_version, "--token", "secret-token:x"
+    )
+    example = described.stdout.splitlines()[-1].strip()
+    assert example == (
+        f"census-mcp --api-version {api_version} --sandbox call get_source '{{\"source_id\": 1}}'"
+    )
+    command = shlex.split(example)
+    done = subprocess.run(
+        [_console_script(), *command[1:], "--sandbox-state", state],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Source #1 ")
+
+
+@pytest.mark.parametrize("api_version", ["v1", "v2"])
+def test_call_prints_no_audit_line_unless_given_a_log(api_version: str, tmp_path: Path) -> None:
+    refresh = ("--sandbox", "--api-version", api_version, "call", "refresh_source_tables", '{"source_id": 2}')
+    quiet = _run(*refresh)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith("Started refreshing the tables of source #2")
+    assert "census_write" not in quiet.stderr + quiet.stdout
+    audit = tmp_path / "audit.jsonl"
+    logged = _run(*refresh, "--audit-log", str(audit))
+    assert "census_write" not in logged.stderr + logged.stdout
+    [line] = audit.read_text().splitlines()
+    assert json.loads(line)["tool"] == "refresh_source_tables"

@@ -28,6 +28,14 @@ EXPECTED = [
     "get_source_type",
     "list_source_tables",
 ]
+READ_ONLY = {
+    "list_sources",
+    "get_source",
+    "get_refresh_tables_status",
+    "list_source_types",
+    "get_source_type",
+    "list_source_tables",
+}
 
 
 async def _tools(client: Client) -> list[dict[str, Any]]:
@@ -78,14 +86,7 @@ SPEC_DEFAULTS = {
 async def test_annotations_are_true_to_what_tools_do(client: Client) -> None:
     hints = {tool["name"]: SPEC_DEFAULTS | tool["annotations"] for tool in await _tools(client)}
     read_only = {name for name, h in hints.items() if h["readOnlyHint"]}
-    assert read_only == {
-        "list_sources",
-        "get_source",
-        "get_refresh_tables_status",
-        "list_source_types",
-        "get_source_type",
-        "list_source_tables",
-    }
+    assert read_only == READ_ONLY
     destructive = {name for name, h in hints.items() if h["destructiveHint"] and not h["readOnlyHint"]}
     assert destructive == {"update_source", "delete_source"}
     assert not hints["create_source"]["idempotentHint"]

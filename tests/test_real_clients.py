@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from census_mcp.sandbox.seed import build_workspace
 from tests.helpers import call_ok
-from tests.test_contract import EXPECTED
+from tests.test_contract import EXPECTED, READ_ONLY
 from tests.test_stdio import _console_script, _environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +115,20 @@ def _lists_and_calls_tools(inspector: Inspector) -> None:
 def test_inspector_launches_the_server_over_stdio(era: str, tmp_path: Path) -> None:
     """The Inspector starts the console script itself, as Claude Desktop or Cursor would."""
     _lists_and_calls_tools(Inspector([_console_script(), "--sandbox"], tmp_path, ("--protocol-era", era)))
+
+
+def test_the_inspector_launching_a_misconfigured_server_lists_the_tools_and_gets_the_advice(
+    tmp_path: Path,
+) -> None:
+    """No token: the server still starts, the settings it could read (--read-only) still choose the
+    tools listed, and a call answers with what to set (tests/test_stdio.py has the SDK's client)."""
+    inspector = Inspector([_console_script(), "--read-only"], tmp_path)
+    listed = inspector.result("--method", "tools/list")
+    assert [tool["name"] for tool in listed["tools"]] == [name for name in EXPECTED if name in READ_ONLY]
+    answer = inspector.call("get_source", {"source_id": 2}, exit_code=TOOL_ERROR_EXIT)
+    assert answer["isError"] is True
+    assert "No Census API token" in answer["content"][0]["text"]
+    assert "census-mcp doctor" in answer["content"][0]["text"]
 
 
 def _free_port() -> int:

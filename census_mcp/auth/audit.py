@@ -54,16 +54,18 @@ class Principal:
 class AuditTrail:
     """Appends one line per write attempt to a stream (stderr, or a file opened for appending)."""
 
-    def __init__(self, stream: TextIO, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, stream: TextIO | None, secrets: Iterable[str] = ()) -> None:
         self._stream = stream
         self._secrets = [secret for secret in secrets if secret]
         self._lock = threading.Lock()
 
     @classmethod
-    def to(cls, path: Path | None, secrets: Iterable[str] = ()) -> AuditTrail:
-        """To a file (appended to, one write per line, so workers sharing it do not interleave) or stderr."""
-        stream = sys.stderr if path is None else path.open("a", encoding="utf-8", buffering=1)
-        return cls(stream, secrets)
+    def to(cls, path: Path | None, secrets: Iterable[str] = (), *, or_stderr: bool = True) -> AuditTrail:
+        """To a file (appended to, one write per line, so workers sharing it do not interleave), else to
+        stderr, or with `or_stderr` off nowhere: a one-off `census-mcp call` prints only its result."""
+        if path is not None:
+            return cls(path.open("a", encoding="utf-8", buffering=1), secrets)
+        return cls(sys.stderr if or_stderr else None, secrets)
 
     def record(
         self,
@@ -75,6 +77,8 @@ class AuditTrail:
         census_status: int | None = None,
         source_id: int | None = None,
     ) -> None:
+        if self._stream is None:
+            return
         given = arguments.get("source_id")
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
