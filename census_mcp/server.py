@@ -385,6 +385,7 @@ def _client(
         retry=retry
         or RetryPolicy(max_attempts=settings.max_attempts, budget_seconds=settings.deadline_seconds),
         transport=transport,
+        origin="the sandbox" if settings.sandbox else "Census",
     )
 
 

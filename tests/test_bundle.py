@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,8 @@ from mcp import Client, StdioServerParameters
 from mcp.types import TextResourceContents
 
 from census_mcp.app import APP_URI
+from census_mcp.census.api import default_version
+from census_mcp.server import result_text
 from tests.conftest import Sandbox
 from tests.helpers import call_ok
 from tests.test_contract import EXPECTED
@@ -84,23 +87,13 @@ def _substitute(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{([^}]+)\}", lambda match: values[match.group(1)], text)
 
 
-@pytest.mark.anyio
-async def test_the_unpacked_bundle_runs_as_its_manifest_says(
-    bundle: Path, sandbox: Sandbox, tmp_path: Path
-) -> None:
+def _launch(unpacked: Path, **user_config: str) -> StdioServerParameters:
+    """The unpacked bundle's server as Claude Desktop launches it, with these settings filled in."""
     if not UV_CACHE.is_dir():
         pytest.fail(f"{UV_CACHE} is missing: run scripts/check, whose setup step fills it")
-    unpacked = tmp_path / "census-mcp"
-    _mcpb("unpack", str(bundle), str(unpacked))
     config = json.loads((unpacked / "manifest.json").read_text())["server"]["mcp_config"]
-    values = {
-        "__dirname": str(unpacked),
-        "user_config.census_api_token": sandbox.token,
-        "user_config.census_api_version": sandbox.api_version,
-        "user_config.census_group_id": "",
-        "user_config.census_region": "us",
-        "user_config.census_api_base_url": sandbox.base_url,
-        "user_config.read_only": "false",
+    values = {"__dirname": str(unpacked)} | {
+        f"user_config.{key}": value for key, value in user_config.items()
     }
     # `uv` is found on PATH, as Claude Desktop finds it; pip installs it next to this interpreter.
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
@@ -114,8 +107,31 @@ async def test_the_unpacked_bundle_runs_as_its_manifest_says(
     }
     env = _environment(**offline) | {key: _substitute(value, values) for key, value in config["env"].items()}
     env.pop("VIRTUAL_ENV", None)  # Claude Desktop runs it with no virtualenv active.
-    params = StdioServerParameters(
+    return StdioServerParameters(
         command=config["command"], args=[_substitute(arg, values) for arg in config["args"]], env=env
+    )
+
+
+_SETTINGS = {
+    "census_group_id": "",
+    "census_region": "us",
+    "read_only": "false",
+}
+
+
+@pytest.mark.anyio
+async def test_the_unpacked_bundle_runs_as_its_manifest_says(
+    bundle: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    unpacked = tmp_path / "census-mcp"
+    _mcpb("unpack", str(bundle), str(unpacked))
+    params = _launch(
+        unpacked,
+        sandbox="false",
+        census_api_token=sandbox.token,
+        census_api_version=sandbox.api_version,
+        census_api_base_url=sandbox.base_url,
+        **_SETTINGS,
     )
     async with Client(params) as client:
         listed = await client.list_tools()
@@ -137,3 +153,31 @@ async def test_the_unpacked_bundle_runs_as_its_manifest_says(
     for name in ("mcp", "httpx2", "pydantic"):
         version = next(package["version"] for package in locked if package["name"] == name)
         assert (site_packages / f"{name}-{version}.dist-info").is_dir(), f"{name} is not at {version}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("api_version", ["", "v2"])
+async def test_the_bundle_offers_the_sandbox_so_it_can_be_tried_without_an_account(
+    bundle: Path, tmp_path: Path, api_version: str
+) -> None:
+    unpacked = tmp_path / "census-mcp"
+    _mcpb("unpack", str(bundle), str(unpacked))
+    manifest = json.loads((unpacked / "manifest.json").read_text())
+    assert manifest["user_config"]["sandbox"]["type"] == "boolean"
+    assert manifest["user_config"]["census_api_token"]["required"] is False
+    params = _launch(
+        unpacked,
+        sandbox="true",
+        census_api_token="",
+        census_api_version=api_version,
+        census_api_base_url="",
+        **_SETTINGS,
+    )
+    async with Client(params) as client:
+        result = await call_ok(client, "list_sources", {"test_status": "failed"})
+    assert result.structured_content is not None
+    assert result.structured_content["workspace_total"] == 60
+    assert "Read from the sandbox at" in result_text(result)
+    # Left empty, the version is the one the date gives; v2 shows the groups.
+    spoken = api_version or default_version(date.today())
+    assert ("by_group" in result.structured_content["counts"]) == (spoken == "v2")

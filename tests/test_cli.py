@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 import socket
+import stat
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from census_mcp.census.api import V1_RETIREMENT
 from census_mcp.doctor import examine
 from census_mcp.sandbox import GROUPS
+from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.settings import OPTIONS, Settings
 from tests.conftest import Sandbox
 from tests.test_contract import EXPECTED
@@ -86,8 +88,8 @@ def _sandboxed(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return _run("--sandbox", *args, CENSUS_MCP_SANDBOX_STATE=str(state))
 
 
-def _json_call(state: Path, tool: str, arguments: dict[str, object]) -> dict[str, Any]:
-    done = _sandboxed(state, "call", tool, json.dumps(arguments), "--json")
+def _json_call(state: Path, tool: str, arguments: dict[str, object], *options: str) -> dict[str, Any]:
+    done = _sandboxed(state, "call", tool, json.dumps(arguments), "--json", *options)
     document: dict[str, Any] = json.loads(done.stdout)
     assert done.returncode == (1 if document["isError"] else 0)
     return document
@@ -128,6 +130,51 @@ def test_sandbox_reset_starts_afresh(tmp_path: Path) -> None:
     assert _json_call(state, "list_sources", {})["structuredContent"]["workspace_total"] == 60
     off = _run("--sandbox", "call", "get_source", '{"source_id": 61}', CENSUS_MCP_SANDBOX_STATE="off")
     assert off.returncode == 1
+
+
+@pytest.mark.parametrize("api_version", ["v1", "v2"])
+def test_the_kept_sandbox_is_private_holds_no_credential_and_finds_a_new_sources_tables(
+    api_version: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "kept" / "sandbox.json"
+    version = ("--api-version", api_version, "--group-id", GROUPS[0]) if api_version == "v2" else ()
+    credentials = {"account": "a", "user": "u", "warehouse": "w", "password": "hunter2"}
+    created = _json_call(state, "create_source", {"type": "snowflake", "credentials": credentials}, *version)
+    source_id = created["structuredContent"]["id"]
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    kept = state.read_text()
+    assert "hunter2" not in kept
+    assert json.loads(kept)["sources"][str(source_id)]["connection_details"]["password"] == "[redacted]"
+    # A seeded source's secrets are masked too, and what get_source shows is as before.
+    assert SECRET_MARKER not in kept
+    shown = _json_call(state, "get_source", {"source_id": source_id}, *version)["structuredContent"]
+    assert shown["connection_details"]["password"] == "[redacted]"
+    assert shown["connection_details"]["account"] == "a"
+    # No tables until a refresh completes, then the ones its warehouse holds.
+    before = _json_call(state, "list_source_tables", {"source_id": source_id}, *version)
+    assert before["structuredContent"]["total"] == 0
+    refreshed = _json_call(state, "refresh_source_tables", {"source_id": source_id, "wait": True}, *version)
+    assert refreshed["structuredContent"]["status"] == "completed", refreshed["text"]
+    assert "list_source_tables shows the tables" in refreshed["text"]
+    tables = _json_call(state, "list_source_tables", {"source_id": source_id}, *version)
+    assert tables["structuredContent"]["total"] >= 5
+    again = _json_call(state, "list_source_tables", {"source_id": source_id}, *version)
+    assert again["structuredContent"]["tables"] == tables["structuredContent"]["tables"]
+    assert "Read from the sandbox at" in tables["text"] or "read the sandbox again" in tables["text"]
+    assert "Census" not in tables["text"].splitlines()[-1]
+
+
+def test_a_corrupt_sandbox_state_is_moved_aside_with_a_warning(tmp_path: Path) -> None:
+    state = tmp_path / "sandbox.json"
+    state.write_text('{"format": 1, "sources": [')
+    done = _sandboxed(state, "call", "list_sources", '{"limit": 1}')
+    assert done.returncode == 0, done.stderr
+    assert "60 of 60 sources match" in done.stdout
+    [aside] = tmp_path.glob("sandbox.json.corrupt-*")
+    assert aside.read_text() == '{"format": 1, "sources": ['
+    [warning] = [line for line in done.stderr.splitlines() if "unreadable" in line]
+    assert f"The sandbox's state file {state} is unreadable (JSONDecodeError): kept as {aside}" in warning
+    assert not state.exists()
 
 
 def test_options_are_accepted_after_the_command() -> None:

@@ -116,6 +116,11 @@ async def test_the_bundle_manifest_lists_the_same_tools(client: Client) -> None:
     manifest = json.loads((Path(__file__).parent.parent / "manifest.json").read_text())
     assert [tool["name"] for tool in manifest["tools"]] == [tool["name"] for tool in await _tools(client)]
     assert manifest["user_config"]["census_api_token"]["sensitive"] is True
+    # The sandbox is on offer, so the bundle can be tried without an account (and then without a token).
+    assert manifest["user_config"]["sandbox"] == manifest["user_config"]["sandbox"] | {
+        "type": "boolean",
+        "default": False,
+    }
     env = manifest["server"]["mcp_config"]["env"]
     assert set(env) == {
         "CENSUS_API_TOKEN",
@@ -124,7 +129,9 @@ async def test_the_bundle_manifest_lists_the_same_tools(client: Client) -> None:
         "CENSUS_REGION",
         "CENSUS_API_BASE_URL",
         "CENSUS_MCP_READ_ONLY",
+        "CENSUS_MCP_SANDBOX",
     }
+    assert env["CENSUS_MCP_SANDBOX"] == "${user_config.sandbox}"
 
 
 def _readme_table_rows(heading: str) -> list[list[str]]:
@@ -151,3 +158,28 @@ def test_the_readme_configuration_table_is_every_setting() -> None:
     for option in OPTIONS:
         if option.file_env:
             assert f"`{option.file_env}`" in readme
+
+
+async def test_every_call_a_result_suggests_names_real_arguments(client: Client) -> None:
+    """Hints such as `get_source_type(type)` or `list_source_tables(source_id=2)` are copied by the
+    model as they stand: each argument they name must be one the tool takes."""
+    tools = {tool["name"]: tool for tool in await _tools(client)}
+    suggestion = re.compile(rf"\b({'|'.join(tools)})\(([^)]*)\)")
+    calls = {
+        "list_sources": {},
+        "get_source": {"source_id": 2},
+        "refresh_source_tables": {"source_id": 2},
+        "list_source_types": {},
+        "get_source_type": {"type": "snowflake"},
+        "list_source_tables": {"source_id": 1},
+    }
+    suggested = []
+    for name, arguments in calls.items():
+        result = await client.call_tool(name, arguments)
+        text = "\n".join(block.text for block in result.content if block.type == "text")
+        for tool, given in suggestion.findall(text):
+            for argument in filter(None, (part.split("=")[0].strip() for part in given.split(","))):
+                suggested.append((tool, argument))
+                assert argument in tools[tool]["inputSchema"]["properties"], f"{tool}({argument}) in {name}"
+    assert ("get_source_type", "type") in suggested
+    assert ("get_refresh_tables_status", "refresh_key") in suggested

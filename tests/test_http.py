@@ -62,6 +62,27 @@ async def test_shared_token_mode_serves_both_protocol_eras(sandbox: Sandbox, mod
     assert result.structured_content["total"] == failing
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("auth", ["token", "passthrough"])
+async def test_an_unknown_tool_gets_did_you_mean_over_http_too(
+    sandbox: Sandbox, mode: str, auth: str
+) -> None:
+    """As over stdio and on the command line: the closest names, and where the list is."""
+    settings = _shared(sandbox, auth=auth, read_only=True)
+    token = AUTH_TOKEN if auth == "token" else sandbox.token
+    with serving(settings) as url:
+        async with connected(url, token, mode) as client:
+            misspelt = await call_error(client, "get_sources", {})
+            turned_off = await call_error(client, "delete_source", {"source_id": 1, "confirm_name": "x"})
+    assert misspelt.startswith("No tool has that name. Did you mean get_source or list_sources")
+    assert "census-mcp tools" in misspelt
+    assert (
+        turned_off
+        == "delete_source is turned off by --read-only (CENSUS_MCP_READ_ONLY): this server only reads."
+    )
+    assert not any(request.method == "DELETE" for request in sandbox.workspace.requests)
+
+
 async def test_requests_without_the_right_token_get_401_with_a_challenge(sandbox: Sandbox) -> None:
     with serving(_shared(sandbox)) as url:
         async with httpx2.AsyncClient() as http:

@@ -46,11 +46,12 @@ _M = TypeVar("_M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Fetched(Generic[T]):
-    """A value and when it was read from Census."""
+    """A value, when it was read, and from where: Census, or the built-in sandbox."""
 
     value: T
     fetched_at: datetime
     from_cache: bool
+    origin: str = "Census"
 
 
 class ListingCodec(Generic[_M]):

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
@@ -83,7 +83,8 @@ class CensusClient:
 
     `transport` lets the built-in sandbox be served in-process (ASGI) and tests
     inject a fake; by default it is real HTTP, over at most `max_connections` sockets (kept alive
-    between calls), however many users and lists share the client.
+    between calls), however many users and lists share the client. `origin` names what it talks to
+    in the text of results ("the sandbox", for the built-in one).
     """
 
     def __init__(
@@ -98,9 +99,12 @@ class CensusClient:
         cache: ListStore | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
+        origin: str = "Census",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api = api
+        self.origin = origin
+        """What its results say they were read from: Census, or the built-in sandbox."""
         self._token = token
         self._timeout_seconds = timeout_seconds
         self._page_concurrency = page_concurrency
@@ -227,7 +231,8 @@ class CensusClient:
                 raise await self._missing_route_or(exc, operation, ids) from None
 
         key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
-        return await self._cache.get(key, fetch, refresh=refresh, codec=codec_for(model))
+        fetched = await self._cache.get(key, fetch, refresh=refresh, codec=codec_for(model))
+        return fetched if fetched.origin == self.origin else replace(fetched, origin=self.origin)
 
     async def _write(self, operation: Operation, *, json: Mapping[str, Any] | None = None, **ids: Any) -> Any:
         """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +28,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from census_mcp.redaction import mask_secrets
 from census_mcp.sandbox.faults import BEFORE_API_FAULTS, NO_FAULTS, FaultConfig, FaultInjector
-from census_mcp.sandbox.seed import build_workspace, iso
+from census_mcp.sandbox.seed import build_workspace, discovered_tables, iso
 from census_mcp.sandbox.source_types import SOURCE_TYPES, credential_problem
 from census_mcp.sandbox.versions import (
     GROUPS,
@@ -45,6 +47,7 @@ from census_mcp.sandbox.versions import (
     retired_body,
 )
 
+logger = logging.getLogger(__name__)
 DEFAULT_PER_PAGE, MAX_PER_PAGE = 25, 100
 FIRST_REFRESH_KEY = 1647978948
 _STATE_FORMAT = 1
@@ -153,11 +156,19 @@ class Workspace:
 
     @classmethod
     def kept_in(cls, path: Path, size: int, seed: int, faults: FaultConfig = NO_FAULTS) -> Workspace:
-        """The workspace kept in `path` by an earlier run of the same size and seed, else a fresh one."""
+        """The workspace kept in `path` by an earlier run of the same size and seed, else a fresh one.
+        A file this cannot read as a kept workspace is moved aside with a warning, never dropped."""
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return cls.seeded(size, seed, faults)
+        except OSError as exc:
+            logger.warning("The sandbox cannot read %s (%s): it starts afresh.", path, type(exc).__name__)
+            return cls.seeded(size, seed, faults)
+        try:
+            state = json.loads(raw)
             if (state["format"], state["size"], state["seed"]) != (_STATE_FORMAT, size, seed):
-                raise ValueError("kept for another sandbox")
+                return cls.seeded(size, seed, faults)  # kept for another size: a choice, not damage
             return cls(
                 sources={int(key): source for key, source in state["sources"].items()},
                 next_id=state["next_id"],
@@ -165,23 +176,42 @@ class Workspace:
                 next_refresh_key=state["next_refresh_key"],
                 faults=faults,
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+            try:
+                os.replace(path, aside)
+            except OSError:
+                aside = path
+            logger.warning(
+                "The sandbox's state file %s is unreadable (%s): kept as %s, and the sandbox starts afresh.",
+                path,
+                type(exc).__name__,
+                aside,
+            )
             return cls.seeded(size, seed, faults)
 
     def keep_in(self, path: Path, size: int, seed: int) -> None:
-        """Write the workspace to `path`, whole or not at all (a temporary file, then a rename)."""
+        """Write the workspace to `path`, whole or not at all (a temporary file, then a rename), readable
+        by its owner only, with every credential masked as get_source shows it: a trial's password
+        never rests on disk."""
         state = {
             "format": _STATE_FORMAT,
             "size": size,
             "seed": seed,
-            "sources": self.sources,
+            "sources": {
+                key: source | {"connection_details": mask_secrets(source["connection_details"])}
+                for key, source in self.sources.items()
+            },
             "next_id": self.next_id,
             "refresh_jobs": {key: [job.source_id, job.started] for key, job in self.refresh_jobs.items()},
             "next_refresh_key": self.next_refresh_key,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         scratch = path.with_name(f".{path.name}.{os.getpid()}")
-        scratch.write_text(json.dumps(state), encoding="utf-8")
+        scratch.unlink(missing_ok=True)  # a crash's leftover would keep its own mode
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(state, file)
         os.replace(scratch, path)
 
     def fault_injector(self) -> FaultInjector:
@@ -560,11 +590,29 @@ class _Endpoints:
         job = self.workspace.refresh_jobs.get(key)
         if job is None or job.source_id != source["id"]:
             raise self._not_found()
-        done = time.time() - job.started >= self.config.refresh_seconds
+        done = self._refreshed(job)
+        if done:
+            self._discover_tables(source)
         return JSONResponse({"status": "completed" if done else "processing"})
+
+    def _refreshed(self, job: RefreshJob) -> bool:
+        return time.time() - job.started >= self.config.refresh_seconds
+
+    def _discover_tables(self, source: Source) -> None:
+        """A source created here has no tables until a refresh of it completes, as in Census: then
+        it finds the ones its warehouse holds (the same ones for the same id)."""
+        if any(item["type"] == "table" for item in source["data_sources"]):
+            return
+        jobs = self.workspace.refresh_jobs.values()
+        if any(job.source_id == source["id"] and self._refreshed(job) for job in jobs):
+            taken = (
+                item["id"] for other in self.workspace.sources.values() for item in other["data_sources"]
+            )
+            source["data_sources"] += discovered_tables(source["id"], first_id=max(taken, default=0) + 1)
 
     async def list_tables(self, request: Request) -> Response:
         source = self._source(request)
+        self._discover_tables(source)
         search = request.query_params.get("search", "").lower()
         rows = [
             _table_row(source, data_source["name"])

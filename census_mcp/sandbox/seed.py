@@ -211,6 +211,14 @@ def _data_sources(rng: random.Random, ids: Iterator[int], stress: bool) -> list[
     ]
 
 
+def discovered_tables(source_id: int, *, first_id: int) -> list[dict[str, Any]]:
+    """The tables the first refresh of a source created in the sandbox finds, the same for the same
+    source id, numbered from `first_id`."""
+    rng = random.Random(source_id)  # noqa: S311 - reproducible fake data, not security
+    names = sorted(rng.sample(_TABLE_NAMES, rng.randint(5, 30)))
+    return [{"id": first_id + offset, "type": "table", "name": name} for offset, name in enumerate(names)]
+
+
 def build_workspace(size: int, seed: int) -> list[dict[str, Any]]:
     """Build `size` sources with ids 1..size; the same seed and size always give the same list."""
     rng = random.Random(seed)  # noqa: S311 - reproducible fake data, not security

@@ -53,7 +53,7 @@ def summarize_source_types(
         lines = [f"{len(types)} source types; {creatable} can be created through the API (create_source)."]
         lines.extend(line for _, line in rows)
         lines.extend(paging_lines(result, len(rows), "types", cut=cut))
-        lines.append(f"get_source_type(service_name) gives the credentials each needs. {freshness(fetched)}")
+        lines.append(f"get_source_type(type) gives the credentials each needs. {freshness(fetched)}")
         return "\n".join(lines), result
 
     return page_of(
