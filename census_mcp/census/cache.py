@@ -46,12 +46,13 @@ _M = TypeVar("_M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Fetched(Generic[T]):
-    """A value, when it was read, and from where: Census, or the built-in sandbox."""
+    """A value, when it was read, and from where (Census, or the built-in sandbox: the client that
+    read it says which)."""
 
     value: T
     fetched_at: datetime
     from_cache: bool
-    origin: str = "Census"
+    origin: str | None = None
 
 
 class ListingCodec(Generic[_M]):

@@ -232,7 +232,7 @@ class CensusClient:
 
         key = (self.base_url, token_digest(self._token), f"{path}?{sorted(params.items())}")
         fetched = await self._cache.get(key, fetch, refresh=refresh, codec=codec_for(model))
-        return fetched if fetched.origin == self.origin else replace(fetched, origin=self.origin)
+        return replace(fetched, origin=self.origin)
 
     async def _write(self, operation: Operation, *, json: Mapping[str, Any] | None = None, **ids: Any) -> Any:
         """A request that changes the workspace: cached lists are stale after it, whatever its outcome."""

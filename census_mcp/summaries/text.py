@@ -125,10 +125,8 @@ def fetched_at(fetched: Fetched[Any]) -> str:
 
 def freshness(fetched: Fetched[Any]) -> str:
     """How fresh a list is, and how to get a fresher one."""
+    origin = fetched.origin or "Census"
     if not fetched.from_cache:
-        return f"Read from {fetched.origin} at {fetched_at(fetched)}."
+        return f"Read from {origin} at {fetched_at(fetched)}."
     age = max(0, round((datetime.now(UTC) - fetched.fetched_at).total_seconds()))
-    return (
-        f"From a list read {age}s ago, at {fetched_at(fetched)}; pass refresh=true to read "
-        f"{fetched.origin} again."
-    )
+    return f"From a list read {age}s ago, at {fetched_at(fetched)}; pass refresh=true to read {origin} again."
