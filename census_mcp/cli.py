@@ -73,6 +73,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, self.prog)
 
     def format_help(self) -> str:
+        """argparse's own help, in its own parts, with what the command does before its usage."""
         formatter = self._get_formatter()
         formatter.add_text(self.description)
         formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
@@ -190,8 +191,7 @@ def _run(argv: Sequence[str] | None) -> int:
             return _serve_unconfigured(str(exc), config)
         return _refuse(str(exc), as_json=args.json)
     if args.command == "tools":
-        shown = _show_tools(server, args.name, as_json=args.json, flags=settings.given_flags(args))
-        return shown
+        return _show_tools(server, args.name, as_json=args.json, flags=settings.given_flags(args))
     if args.command == "call":
         try:
             arguments = json.loads(args.arguments or "{}")
