@@ -13,6 +13,7 @@ the tests reach; the screenshots land in build/app-screenshots/ for CI to keep.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -177,7 +178,7 @@ class Served:
 
 @contextmanager
 def serving(size: int, **settings: Any) -> Iterator[Served]:
-    with running_sandbox("v2", size=size, refresh_seconds=1.5) as sandbox:
+    with running_sandbox("v2", size=size, refresh_seconds=0.5) as sandbox:
         _recent(sandbox.workspace.sources)
         served = sandbox.settings(transport="http", auth_token=SecretStr(TOKEN), **settings)
         with serve_on_loopback(create_http_app(served), lifespan="on") as root:
@@ -224,6 +225,8 @@ class Host:
     requests: list[str] = field(default_factory=list)
     called: anyio.Event = field(default_factory=anyio.Event)
     """Set, then replaced, at each tool call."""
+    awaited: int = 0
+    """How many calls a test has waited for: the next wait looks at the calls after them."""
 
     def record(self, message: dict[str, Any]) -> None:
         if message.get("method") == "tools/call":
@@ -273,9 +276,11 @@ class Host:
         return ids
 
     async def called_with(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Wait until the app calls `tool` with `arguments` (among the calls it makes on its own)."""
         with anyio.fail_after(10):
-            while not self.calls or self.calls[-1] != (tool, arguments):
+            while (tool, arguments) not in self.calls[self.awaited :]:
                 await self.called.wait()
+        self.awaited += self.calls[self.awaited :].index((tool, arguments)) + 1
 
     async def shows_page_of(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Wait until the app has called `tool` with `arguments` and shows the page it returned."""
@@ -322,7 +327,7 @@ class Host:
         await expect(steps.nth(1)).to_have_attribute("data-state", "current")
         await expect(app.locator("#r-status")).to_contain_text("Census is reading the tables")
         tables = detail["data_sources"]["by_kind"]["table"]
-        await expect(steps.nth(2)).to_have_text(f"Done: {tables} tables", timeout=15_000)
+        await expect(steps.nth(2)).to_have_text(f"Done: {tables} tables")
         assert await steps.evaluate_all("steps => steps.map(step => step.dataset.state)") == ["done"] * 3
         await expect(app.locator("#refresh")).to_be_enabled()
         started = self.calls.index(("refresh_source_tables", {"source_id": source_id}))
@@ -824,7 +829,10 @@ async def test_a_host_without_messages_context_or_fullscreen_loses_nothing_else(
     fonts = '@font-face { font-family: "Host Sans"; src: local("DejaVu Sans"); }'
     context = {
         "styles": {
-            "variables": {"--font-sans": '"Host Sans", sans-serif', "--color-text-info": "rgb(0, 90, 60)"},
+            "variables": {
+                "--font-sans": '"Host Sans", sans-serif',
+                "--color-text-primary": "rgb(20, 30, 90)",
+            },
             "css": {"fonts": fonts},
         },
         "safeAreaInsets": {"top": 24, "right": 0, "bottom": 16, "left": 8},
@@ -842,7 +850,7 @@ async def test_a_host_without_messages_context_or_fullscreen_loses_nothing_else(
         assert {'"Host Sans"', "Host Sans"} & set(families)
         await expect(app.locator("main")).to_have_css("padding-top", "34px")
         await expect(app.locator("main")).to_have_css("padding-left", "18px")
-        await expect(app.locator("#ask")).to_have_css("color", "rgb(0, 90, 60)")
+        await expect(app.locator("#d-name")).to_have_css("color", "rgb(20, 30, 90)")
         # Opened on a source, Back lists the workspace, and focus has somewhere to go.
         await app.locator("#back").click()
         await host.shows_page_of("list_sources", FIRST_PAGE)
@@ -991,6 +999,8 @@ async def test_with_60_percent_of_requests_failing_the_view_always_agrees_with_i
 
         def choose(select: str, value: str) -> Callable[[], Awaitable[bool]]:
             async def act() -> bool:
+                if await app.locator(select).input_value() == value:
+                    return False  # a failure took it back here already: no change, no call
                 await app.locator(select).select_option(value)
                 return True
 
@@ -1021,8 +1031,11 @@ async def test_with_60_percent_of_requests_failing_the_view_always_agrees_with_i
             choose("#f-type", "redshift"),
             press("#f-clear"),
         ]
-        outcomes = []
-        for action in actions:
+        # Eight actions at least, on until both a failure and a success were seen.
+        outcomes: list[bool] = []
+        for action in itertools.islice(itertools.cycle(actions), 3 * len(actions)):
+            if len(outcomes) >= 8 and len(set(outcomes)) == 2:
+                break
             before = len(host.calls)
             if not await action():
                 continue
@@ -1031,10 +1044,9 @@ async def test_with_60_percent_of_requests_failing_the_view_always_agrees_with_i
                     await host.called.wait()
             await expect(app.locator("#app")).to_have_attribute("aria-busy", "false")
             failed = await app.locator("#problem").is_visible()
-            outcomes.append(failed)
             await host.agrees_with_its_controls(everything)
-            if failed:
+            if failed and True not in outcomes:
                 await host.accessible("an action failed")
-        assert True in outcomes
-        assert False in outcomes
+            outcomes.append(failed)
+        assert set(outcomes) == {True, False}
         host.assert_clean()
