@@ -437,6 +437,7 @@ async def test_the_app_is_one_document_that_needs_no_network() -> None:
     directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
     assert directives["default-src"] == "'none'"
     assert directives["connect-src"] == "'none'"
+    assert directives["font-src"] == "https: data:"  # the host's fonts, named by its own rules alone
     assert directives["script-src"].split() == [_hash(scripts[1]), _hash(scripts[2])]
     assert directives["style-src"] == _hash(style)
     # The app's own code renders Census text as text: no markup sinks, no network calls.
