@@ -937,7 +937,7 @@ async def test_census_down_after_the_first_call(
         problem = app.locator("#problem")
 
         # While a call is in flight, paging waits for it.
-        flaky.sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=0.5)
+        flaky.sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=("slow",), slow_seconds=1.0)
         await app.locator("#next").click()
         for control in ("#first", "#prev", "#next", "#last"):
             await expect(app.locator(control)).to_be_disabled()
