@@ -26,7 +26,7 @@ from mcp.types import Tool as MCPTool
 from pydantic import ConfigDict, ValidationError, model_validator
 
 from census_mcp import __version__
-from census_mcp.app import SourcesApp, sources_app
+from census_mcp.app import AppSupport, SourcesApp, sources_app
 from census_mcp.auth.audit import AuditTrail, Outcome, outcome_of_failure, principal_of
 from census_mcp.census.api import API_VERSIONS
 from census_mcp.census.cache import ListCache, ListStore
@@ -86,7 +86,7 @@ def unconfigured_advice(problem: str) -> str:
 
 class CensusMCPServer(MCPServer[AppState]):
     """An MCPServer whose tool failures read as advice, never as tracebacks, whose results never
-    cross the size cap, and whose sources app only clients that negotiated MCP Apps can see."""
+    cross the size cap, and whose sources app is offered to every client that may render it."""
 
     def __init__(
         self,
@@ -107,16 +107,31 @@ class CensusMCPServer(MCPServer[AppState]):
         self.audit = audit or AuditTrail.to(None, settings.secrets)
         self.write_tools = frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only)
 
-    def _sees_app(self, context: Context[AppState, Any] | ServerRequestContext[AppState, Any]) -> bool:
-        return self.app is not None and client_supports_apps(context)
+    def _app_support(
+        self, context: Context[AppState, Any] | ServerRequestContext[AppState, Any]
+    ) -> AppSupport:
+        """What the caller said of MCP Apps. A stateless request in the 2025-11-25 era carries no
+        capabilities, so what the client declared at initialize is unknown here (see SourcesApp)."""
+        if self.app is None:
+            return "absent"
+        if client_supports_apps(context):
+            return "declared"
+        if isinstance(context, Context):
+            capabilities = context.client_capabilities
+        else:
+            capabilities = context.session.client_capabilities
+        return "unknown" if capabilities is None else "absent"
 
-    # The SDK would show the app's tools, `_meta.ui` and resource to every client: they are listed
-    # only to clients that negotiated MCP Apps; every other client gets exactly today's server.
+    # The SDK would show the app's tools, `_meta.ui` and resource to every client: a client that
+    # declared capabilities without MCP Apps gets exactly the server as it is without the app.
 
     async def list_tools(self) -> list[MCPTool]:
         """The tools as a client without MCP Apps sees them, and `census-mcp tools` prints them."""
+        return await self._tools_for("absent")
+
+    async def _tools_for(self, support: AppSupport) -> list[MCPTool]:
         tools = self._within_scopes(await super().list_tools())
-        return self.app.tools_for_other_clients(tools) if self.app else tools
+        return self.app.tools_for(tools, support) if self.app else tools
 
     def _within_scopes(self, tools: list[MCPTool]) -> list[MCPTool]:
         """With OAuth, a caller whose token lacks the write scope is shown only the tools that read."""
@@ -130,21 +145,20 @@ class CensusMCPServer(MCPServer[AppState]):
 
     async def list_resources(self) -> list[MCPResource]:
         resources = await super().list_resources()
-        return self.app.resources_for_other_clients(resources) if self.app else resources
+        return self.app.resources_for(resources, "absent") if self.app else resources
 
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[AppState, Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        if self._sees_app(ctx):
-            return ListToolsResult(tools=self._within_scopes(await super().list_tools()))
-        return await super()._handle_list_tools(ctx, params)
+        return ListToolsResult(tools=await self._tools_for(self._app_support(ctx)))
 
     async def _handle_list_resources(
         self, ctx: ServerRequestContext[AppState, Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
-        if self._sees_app(ctx):
-            return ListResourcesResult(resources=await super().list_resources())
-        return await super()._handle_list_resources(ctx, params)
+        resources = await super().list_resources()
+        if self.app:
+            resources = self.app.resources_for(resources, self._app_support(ctx))
+        return ListResourcesResult(resources=resources)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
@@ -192,7 +206,9 @@ class CensusMCPServer(MCPServer[AppState]):
         if self.configuration_error is not None:
             raise _refused(self.configuration_error)
         hidden = (
-            self.app is not None and name in self.app.app_only and not (context and self._sees_app(context))
+            self.app is not None
+            and name in self.app.app_only
+            and (context is None or self._app_support(context) == "absent")
         )
         if hidden or self._tool_manager.get_tool(name) is None:
             # An app-only tool does not exist for a client without MCP Apps.

@@ -1,5 +1,7 @@
 """The sources app on the wire: clients that negotiated MCP Apps see it bound to list_sources and
-get_source; every other client sees exactly the server it saw before the app, byte for byte; the
+get_source, over stdio and HTTP, in both protocol eras; a client that declared capabilities without
+it sees exactly the server it saw before the app, byte for byte, and one the server cannot know (a
+stateless HTTP request of the 2025-11-25 era) the same results, with `_meta.ui` it may ignore; the
 document is self-contained and offers only what the server offers. (tests/test_app_browser.py runs it.)"""
 
 from __future__ import annotations
@@ -9,19 +11,24 @@ import hashlib
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client import advertise
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import TextResourceContents
+from pydantic import SecretStr
 
-from census_mcp.app import APP_URI
+from census_mcp.app import APP_URI, CALLS
+from census_mcp.http import create_http_app
 from census_mcp.server import build_server
 from census_mcp.settings import Settings
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, serve_on_loopback
 from tests.helpers import call, call_ok
 from tests.test_contract import EXPECTED
 from tests.test_real_clients import ROOT
@@ -31,7 +38,10 @@ pytestmark = pytest.mark.anyio
 
 APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 MODES = ["legacy", "2026-07-28"]
-APP_TOOLS = ["list_sources", "list_sources_sorted", "get_source", "refresh_source_tables"]
+HTTP_TOKEN = "app-test-7c1e"
+# What the app may add to tools/list for a client the server cannot tell apart from an app host.
+TOOLS_LIST_GROWTH = 0.02
+APP_TOOLS = list(CALLS)
 # When, and how freshly, a list was read: all that differs between two reads of the same list.
 _FRESHNESS = re.compile(r'"fetched_at": ?"[^"]*"|(Read from Census at|From a list read) [^"\\]*')
 _CONFIG = re.compile(r'<script type="application/json" id="census-mcp-config">(.*?)</script>')
@@ -42,6 +52,23 @@ _POLICY = re.compile(r'<meta http-equiv="Content-Security-Policy" content="([^"]
 
 def _json(model: Any) -> Any:
     return json.loads(model.model_dump_json(by_alias=True, exclude_none=True))
+
+
+def _compact_bytes(value: Any) -> int:
+    """Bytes as compact JSON, as bench/run.py measures tools/list."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+@asynccontextmanager
+async def over_http(sandbox: Sandbox, mode: str, *, apps: bool, **settings: Any) -> AsyncIterator[Client]:
+    """A client of census-mcp served over streamable HTTP (stateless, as deployed), with or without
+    MCP Apps declared."""
+    served = sandbox.settings(transport="http", auth_token=SecretStr(HTTP_TOKEN), **settings)
+    with serve_on_loopback(create_http_app(served), lifespan="on") as root:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {HTTP_TOKEN}"}, timeout=30)
+        transport = streamable_http_client(f"{root}/mcp", http_client=http)
+        async with http, Client(transport, mode=mode, extensions=[APPS] if apps else []) as client:
+            yield client
 
 
 # Clients without the extension
@@ -180,6 +207,71 @@ async def test_app_clients_see_the_app_bound_to_list_and_get_source(sandbox: San
             assert _FRESHNESS.sub("", shown.model_dump_json()) == _FRESHNESS.sub("", given.model_dump_json())
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_over_http_app_clients_find_the_app_in_both_eras(sandbox: Sandbox, mode: str) -> None:
+    """Stateless HTTP forgets what a 2025-11-25 client declared at initialize: such a client is
+    offered the app all the same (the app-only tool callable, not listed); a 2026-07-28 client
+    declares it on every request and sees all of it."""
+    async with over_http(sandbox, mode, apps=True) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        for bound in ("list_sources", "get_source"):
+            assert tools[bound].meta == {"ui": {"resourceUri": APP_URI}}
+        assert ("list_sources_sorted" in tools) is (mode != "legacy")
+        [resource] = (await client.list_resources()).resources
+        assert (str(resource.uri), resource.mime_type) == (APP_URI, APP_MIME_TYPE)
+        [content] = (await client.read_resource(APP_URI)).contents
+        assert isinstance(content, TextResourceContents)
+        assert content.mime_type == APP_MIME_TYPE
+        assert content.text.startswith("<!doctype html>")
+        assert content.meta is not None
+        assert content.meta["ui"]["csp"]["connectDomains"] == []
+        # What the app calls itself works in both eras.
+        page = await call_ok(client, "list_sources_sorted", {"sort_by": "name", "limit": 3})
+        assert page.structured_content is not None
+        names = [source["name"].casefold() for source in page.structured_content["sources"]]
+        assert names == sorted(names)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_over_http_other_clients_get_the_same_results_and_a_tools_list_within_2_percent(
+    sandbox: Sandbox, mode: str
+) -> None:
+    """A client without the extension, against the server with the app and against --no-app: the
+    same tool results, text and structured; the same tools/list in the 2026-07-28 era, where it
+    declares its capabilities on each request, and in the 2025-11-25 era one that differs only by
+    the `_meta.ui` of the two bound tools."""
+    seen: dict[bool, tuple[list[dict[str, Any]], list[Any], list[str]]] = {}
+    reads: list[tuple[str, dict[str, Any]]] = [
+        ("list_sources", {"test_status": "failed", "limit": 5}),
+        ("get_source", {"source_id": 3}),
+        ("list_source_types", {}),
+    ]
+    for app in (True, False):
+        async with over_http(sandbox, mode, apps=False, app=app) as client:
+            tools = [_json(tool) for tool in (await client.list_tools()).tools]
+            results = [_FRESHNESS.sub("", (await call(client, *read)).model_dump_json()) for read in reads]
+            sorted_list = await call(client, "list_sources_sorted", {"sort_by": "name"})
+            resources = [str(resource.uri) for resource in (await client.list_resources()).resources]
+            seen[app] = tools, results, resources
+            # The app-only tool is never listed to such a client; only the app may call it.
+            assert sorted_list.is_error is (mode != "legacy" or not app)
+    (with_app, results, resources), (today, results_today, _) = seen[True], seen[False]
+    assert results == results_today
+    size, size_today = _compact_bytes(with_app), _compact_bytes(today)
+    if mode == "legacy":
+        assert resources == [APP_URI]
+        assert size_today < size <= size_today * (1 + TOOLS_LIST_GROWTH)
+        bound = {"list_sources", "get_source"}
+        assert [tool["name"] for tool in with_app] == EXPECTED
+        for tool, before in zip(with_app, today, strict=True):
+            meta = tool.pop("_meta", None)
+            assert meta == ({"ui": {"resourceUri": APP_URI}} if tool["name"] in bound else None)
+            assert tool == before
+    else:
+        assert resources == []
+        assert with_app == today
+
+
 def _types(schema: Any) -> Iterator[Any]:
     """Every `type` in a JSON schema, at any depth."""
     if isinstance(schema, dict):
@@ -287,10 +379,14 @@ async def _served(settings: Settings) -> tuple[list[str], str | None, dict[str, 
     ("settings", "calls"),
     [
         pytest.param({}, APP_TOOLS, id="everything"),
-        pytest.param({"read_only": True}, APP_TOOLS[:3], id="read-only"),
         pytest.param(
-            {"exclude_tools": ("refresh_source_tables", "list_sources_sorted")},
-            ["list_sources", "get_source"],
+            {"read_only": True},
+            [tool for tool in APP_TOOLS if tool != "refresh_source_tables"],
+            id="read-only",
+        ),
+        pytest.param(
+            {"exclude_tools": ("refresh_source_tables", "list_sources_sorted", "list_source_types")},
+            ["list_sources", "get_source", "get_refresh_tables_status"],
             id="excluded",
         ),
         pytest.param({"tools": ("list_sources",)}, ["list_sources", "list_sources_sorted"], id="allow-list"),
@@ -298,7 +394,7 @@ async def _served(settings: Settings) -> tuple[list[str], str | None, dict[str, 
 )
 async def test_the_app_calls_only_tools_the_server_offers(settings: dict[str, Any], calls: list[str]) -> None:
     """The app hides what would call a tool the server does not offer: the refresh button when
-    read-only or excluded, column sorts without the sort tool."""
+    read-only or excluded, column sorts without the sort tool, type labels without the catalogue."""
     tools, html, capabilities = await _served(Settings(sandbox=True, **settings))
     assert html is not None
     assert _app_config(html) == {"tools": calls}
@@ -341,6 +437,7 @@ async def test_the_app_is_one_document_that_needs_no_network() -> None:
     directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
     assert directives["default-src"] == "'none'"
     assert directives["connect-src"] == "'none'"
+    assert directives["font-src"] == "https: data:"  # the host's fonts, named by its own rules alone
     assert directives["script-src"].split() == [_hash(scripts[1]), _hash(scripts[2])]
     assert directives["style-src"] == _hash(style)
     # The app's own code renders Census text as text: no markup sinks, no network calls.

@@ -8,8 +8,13 @@ tables), so its rows never cost the model's context.
 It is one self-contained HTML document: sources.html, with the host bridge inlined from the
 published ext-apps `app-with-deps` build (vendor/, copied by scripts/vendor-ext-apps). It needs no
 network at run time, and says so twice: in `_meta.ui.csp` for the host, and in its own CSP, which
-lets only its own scripts and style run. Clients that did not negotiate the extension never see any
-of it (CensusMCPServer hides it).
+lets only its own scripts and style run.
+
+Who sees it depends on what the client said (`AppSupport`). A client that declared MCP Apps sees it
+all; one that declared capabilities without it sees the server as if there were no app. A client
+that could not tell (a stateless HTTP request in the 2025-11-25 era carries no capabilities) is
+offered the app as the SDK offers it by default, `_meta.ui` and the resource, less the app-only tools'
+listing, which would cost every such client's model their schemas; the app may still call them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, Literal
 
 from mcp.server.apps import Apps, ResourceCsp
 from mcp.types import Resource, Tool
@@ -33,7 +38,18 @@ APP_URI = "ui://census-mcp/sources.html"
 # The tools whose results the host shows in the app.
 SHOWN_BY = ("list_sources", "get_source")
 # The tools the app calls itself; it hides what calls a tool the server does not offer.
-CALLS = ("list_sources", "list_sources_sorted", "get_source", "refresh_source_tables")
+CALLS = (
+    "list_sources",
+    "list_sources_sorted",
+    "get_source",
+    "list_source_types",
+    "refresh_source_tables",
+    "get_refresh_tables_status",
+)
+
+AppSupport = Literal["declared", "unknown", "absent"]
+"""What a client said of MCP Apps: declared it, could not say (no capabilities reached the server),
+or declared capabilities without it."""
 
 _EXPORTS = re.compile(r"export\s*\{([^}]*)\}\s*;?\s*$")
 _STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
@@ -55,17 +71,21 @@ class SourcesApp:
             return {"ui": {"resourceUri": APP_URI}}
         return None
 
-    def tools_for_other_clients(self, tools: Sequence[Tool]) -> list[Tool]:
-        """Tools as a client without the extension sees them: as if there were no app."""
-        return [
-            tool.model_copy(update={"meta": _without_ui(tool.meta)})
-            for tool in tools
-            if tool.name not in self.app_only
-        ]
+    def tools_for(self, tools: Sequence[Tool], support: AppSupport) -> list[Tool]:
+        """The tools as a client sees them: all of them once it declared MCP Apps; else without the
+        app-only ones, and, for a client that declared capabilities without it, without `_meta.ui`."""
+        if support == "declared":
+            return list(tools)
+        listed = [tool for tool in tools if tool.name not in self.app_only]
+        if support == "unknown":
+            return listed
+        return [tool.model_copy(update={"meta": _without_ui(tool.meta)}) for tool in listed]
 
     @staticmethod
-    def resources_for_other_clients(resources: Sequence[Resource]) -> list[Resource]:
-        return [resource for resource in resources if str(resource.uri) != APP_URI]
+    def resources_for(resources: Sequence[Resource], support: AppSupport) -> list[Resource]:
+        if support == "absent":
+            return [resource for resource in resources if str(resource.uri) != APP_URI]
+        return list(resources)
 
 
 def _without_ui(meta: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -110,7 +130,9 @@ def sources_html(tools: Sequence[str]) -> str:
             f"script-src {_hash(bridge)} {_hash(module)}",
             f"style-src {_hash(style)}",
             "img-src 'none'",
-            "font-src 'none'",
+            # The host's fonts, from the @font-face rules it gives the app; no markup can name one,
+            # as only the app's own style and the sheet its script builds from them may apply.
+            "font-src https: data:",
             "connect-src 'none'",
             "frame-src 'none'",
             "object-src 'none'",
