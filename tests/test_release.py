@@ -40,7 +40,9 @@ def _package(registry_type: str) -> dict[str, Any]:
 
 
 def test_one_version_from_the_package_metadata_everywhere() -> None:
-    assert version("census-mcp") == VERSION == census_mcp.__version__
+    installed = version("census-mcp")
+    assert installed == VERSION, f"installed {installed}, pyproject.toml {VERSION}: pip install -e . again"
+    assert census_mcp.__version__ == VERSION
     printed = subprocess.run([_console_script(), "--version"], capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == f"census-mcp {VERSION}"
     assert json.loads((ROOT / "manifest.json").read_text())["version"] == VERSION
