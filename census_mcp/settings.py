@@ -1,7 +1,7 @@
 """Configuration from flags and environment variables, in one place.
 
 Each setting is declared once in `OPTIONS` with its flag, its environment variable
-and its help; the command line and the README's table both come from there. A flag
+and its help; the command line and the table in docs/configuration.md both come from there. A flag
 wins over its environment variable, which wins over the default.
 """
 

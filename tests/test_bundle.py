@@ -72,7 +72,7 @@ def test_the_bundle_ships_the_server_and_nothing_else(bundle: Path) -> None:
     """.mcpbignore keeps the virtualenv, the Node tools, tests and caches out of what users download."""
     assert bundle.stat().st_size < MAX_BUNDLE_BYTES
     names = zipfile.ZipFile(bundle).namelist()
-    shipped = {"manifest.json", "pyproject.toml", "uv.lock", "README.md", "census_mcp/server.py"}
+    shipped = {"manifest.json", "pyproject.toml", "uv.lock", "README.md", "LICENSE", "census_mcp/server.py"}
     app = {
         "census_mcp/app/sources.html",
         "census_mcp/app/vendor/app-with-deps.js",

@@ -12,6 +12,7 @@ import pytest
 from mcp import Client
 
 from census_mcp.settings import OPTIONS
+from tests.docs import DOCS, README, section
 
 pytestmark = pytest.mark.anyio
 
@@ -134,30 +135,30 @@ async def test_the_bundle_manifest_lists_the_same_tools(client: Client) -> None:
     assert env["CENSUS_MCP_SANDBOX"] == "${user_config.sandbox}"
 
 
-def _readme_table_rows(heading: str) -> list[list[str]]:
-    """The cells of the first table under a README heading: what a newcomer reads."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ")]
+def _table_rows(page: Path, heading: str) -> list[list[str]]:
+    """The cells of the first table under a heading of a page."""
+    rows = [line for line in section(page.read_text(), heading).splitlines() if line.startswith("| ")]
     return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[2:]]
 
 
 def test_the_readme_lists_every_tool_in_order() -> None:
-    names = [cells[0].strip("`") for cells in _readme_table_rows("Tools")]
+    """The table a newcomer reads (docs/tools.md shows the same one, and tools/list in full)."""
+    names = [cells[0].strip("`") for cells in _table_rows(README, "Tools")]
     assert names == EXPECTED
 
 
-def test_the_readme_configuration_table_is_every_setting() -> None:
-    """Each flag and environment variable (and each secret's `_FILE`) is in the table, and nothing else."""
-    rows = _readme_table_rows("Configuration")
+def test_the_configuration_table_is_every_setting() -> None:
+    """Each flag and environment variable (and each secret's `_FILE`) is in the docs' table, and
+    nothing else."""
+    page = DOCS / "configuration.md"
+    rows = _table_rows(page, "Configuration")
     listed_flags = {flag for cells in rows for flag in re.findall(r"`(--[a-z-]+)`", cells[0])}
     listed_envs = {env for cells in rows for env in re.findall(r"`(CENSUS_[A-Z_]+)`", cells[1])}
     assert listed_flags == {option.flag for option in OPTIONS}
     assert listed_envs == {option.env for option in OPTIONS}
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
     for option in OPTIONS:
         if option.file_env:
-            assert f"`{option.file_env}`" in readme
+            assert f"`{option.file_env}`" in page.read_text()
 
 
 async def test_every_call_a_result_suggests_names_real_arguments(client: Client) -> None:
