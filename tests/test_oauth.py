@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,11 +25,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from pydantic import SecretStr
 
 from census_mcp.auth import oauth
 from census_mcp.auth.oauth import ALGORITHMS, access_token, scopes_of
-from census_mcp.http import create_http_app
+from census_mcp.http import create_http_app, uvicorn_limits
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox
 from tests.helpers import call_ok, said_by
@@ -72,7 +74,7 @@ def oauth_server(sandbox: Sandbox, issuer: AuthorizationServer, **overrides: Any
     settings = sandbox.settings(
         transport="http", auth="oauth", port=port, oauth_issuer=issuer.issuer, **overrides
     )
-    with serving_socket(create_http_app(settings), sock, lifespan="on"):
+    with serving_socket(create_http_app(settings), sock, lifespan="on", **uvicorn_limits(settings)):
         yield Served(f"http://127.0.0.1:{port}/mcp", issuer)
 
 
@@ -314,6 +316,114 @@ def test_bad_tokens_are_refused(served: Served, forge: Any) -> None:
     assert answer.status_code == 401
     assert 'error="invalid_token"' in answer.headers["www-authenticate"]
     assert answer.json()["error"] == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda s: None, id="no-token"),
+        pytest.param(lambda s: _tampered(s.token([READ])), id="tampered"),
+        pytest.param(lambda s: s.token(lifetime=-3600), id="expired"),
+        pytest.param(lambda s: s.token(aud="http://127.0.0.1:1/mcp"), id="wrong-audience"),
+    ],
+)
+def test_a_token_is_judged_before_the_body_is_waited_for(served: Served, forge: Any) -> None:
+    """Signature, issuer, audience and expiry are judged from the headers: a refused token with a
+    500,000-byte body declared and none of it sent gets 401 within a second, the connection closed."""
+    token = forge(served)
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
+    port = int(served.url.rsplit(":", 1)[1].removesuffix("/mcp"))
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        started = time.monotonic()
+        raw.sendall(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: 500000\r\n{authorization}\r\n".encode()
+        )
+        raw.settimeout(1)
+        answer = b""
+        while received := raw.recv(65536):  # to the end: the server closes the connection
+            answer += received
+        assert time.monotonic() - started < 1
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:100]
+    assert b"\r\nwww-authenticate: bearer " in answer.lower()
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+
+
+def test_arguments_nested_past_any_parsers_depth_get_a_4xx_not_a_500(served: Served) -> None:
+    """A read token may send anything: 5,000 levels of arguments are refused by the gate's one
+    bounded parse (the scope check reads what it parsed), never a RecursionError."""
+    token = served.token([READ])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for nested in ("[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000):
+        body = (
+            '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
+            f'"params": {{"name": "delete_source", "arguments": {{"x": {nested}}}}}}}'
+        )
+        answer = httpx2.post(served.url, content=body, headers=headers, timeout=30)
+        assert answer.status_code == 400, answer.text[:200]
+        assert answer.json()["error"]["code"] == -32700
+    assert _post(served.url, token).status_code == 200
+
+
+def test_a_100_kb_bearer_token_is_refused_by_the_header_limit(served: Served) -> None:
+    huge = _post(served.url, "e" * 100_000)
+    assert huge.status_code == 431
+    assert "headers are over 16 KiB" in huge.text
+    assert _post(served.url, served.token([READ])).status_code == 200
+
+
+def test_a_jwt_is_measured_before_it_is_decoded(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    header = _b64(json.dumps({"alg": "RS256", "kid": served.issuer.key.kid, "x": "y" * 3100}).encode())
+    fits, too_large = (f"{head}.{_b64(b'{}')}.{_b64(b'x')}" for head in (header[:4090], header))
+    with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+        assert _post(served.url, fits).status_code == 401
+        assert _post(served.url, too_large).status_code == 401
+        assert _post(served.url, "only.two").status_code == 401
+    said = said_by(caplog, "census_mcp.auth.oauth")
+    # The header that fits is decoded (and is not valid JSON, cut short); the others are not.
+    assert said == [
+        "Refused an access token (DecodeError)",
+        "Refused an access token (not three parts of a size a JWT has)",
+        "Refused an access token (not three parts of a size a JWT has)",
+    ]
+
+
+async def test_a_token_over_16_kib_is_refused_without_being_checked() -> None:
+    checked: list[str] = []
+
+    class Counting(TokenVerifier):
+        async def verify_token(self, token: str) -> AccessToken | None:
+            checked.append(token)
+            return None
+
+    verifier = oauth.RememberingVerifier(Counting())
+    assert await verifier.verify_token("t" * (oauth.MAX_BEARER_CHARS + 1)) is None
+    assert checked == []
+    assert await verifier.verify_token("t" * oauth.MAX_BEARER_CHARS) is None
+    assert len(checked) == 1
+
+
+async def test_keys_are_fetched_for_unknown_key_ids_at_most_six_times_a_minute(
+    authorization_server: AuthorizationServer,
+) -> None:
+    """A caller inventing key ids cannot make this server ask the identity provider more often."""
+    now = [1000.0]
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/configured-jwks", http, clock=lambda: now[0])
+        fetched = authorization_server.configured_jwks_fetches
+
+        async def invent(count: int) -> int:
+            for n in range(count):
+                assert await keys.key(f"invented-{now[0]}-{n}") is None
+            return authorization_server.configured_jwks_fetches - fetched
+
+        assert await invent(10) == 6
+        now[0] += 10  # a tenth of the minute: no more
+        assert await invent(10) == 6
+        now[0] += 49.5  # still within the minute of the first fetch
+        assert await invent(10) == 6
+        now[0] += 0.5  # a minute after the six: six more, and no more
+        assert await invent(10) == 12
 
 
 def test_a_token_within_the_clock_skew_is_accepted(served: Served) -> None:
