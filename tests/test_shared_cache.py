@@ -19,11 +19,15 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from pydantic import SecretStr
+from redis import Redis
 
 from census_mcp.census.cache import ListCache
 from census_mcp.census.shared_cache import SharedListCache
 from census_mcp.sandbox.faults import NO_FAULTS, FaultConfig
 from tests.conftest import Sandbox, running_sandbox
+from tests.helpers import call_error, call_ok
+from tests.test_http import PASSTHROUGH_TOKENS, connected, serving
 from tests.test_real_clients import _free_port
 from tests.test_stdio import _environment
 
@@ -126,6 +130,58 @@ async def test_redis_going_away_fails_no_call(
             assert (await census.list_sources()).value.items
     warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
     assert len(warnings) == 1
+    await cache.aclose()
+
+
+async def test_a_second_passthrough_user_never_sees_the_first_users_list(
+    api_version: str, redis_server: RedisServer
+) -> None:
+    """The shared cache is as safe as each worker's own: a list read with one caller's token is kept
+    in Redis under that token's digest, and never served for another's, here one Census refuses."""
+    alice, mallory = PASSTHROUGH_TOKENS[api_version]
+    with running_sandbox(api_version, tokens=(alice,), forbidden_tokens=(mallory,)) as sandbox:
+        cache_url = SecretStr(redis_server.url)
+        settings = sandbox.settings(transport="http", auth="passthrough", token=None, cache_url=cache_url)
+        with serving(settings) as url:
+            async with connected(url, alice) as first:
+                listed = await call_ok(first, "list_sources", {"limit": 100})
+            assert listed.structured_content is not None
+            assert listed.structured_content["total"] == len(sandbox.workspace.sources)
+            kept = Redis.from_url(redis_server.url)
+            assert [key for key in kept.keys("census-mcp:lists:*") if not key.endswith(b":generation")]
+            kept.close()
+            async with connected(url, mallory) as second:
+                refused = await call_error(second, "list_sources", {"limit": 100})
+    assert refused.startswith("The API token lacks access to this"), refused
+    assert _list_reads(sandbox) == 2  # each token's own read; the second refused by Census
+
+
+async def test_a_near_copy_lives_no_longer_than_the_window_since_census_was_read(
+    sandbox: Sandbox, redis_server: RedisServer
+) -> None:
+    """A worker keeps what it got from Redis in its own cache, but only while the list is younger than
+    the window, counted from when Census was read (the list may have waited in Redis most of it):
+    past that, the worker asks Redis again, which has let it go, and Census is read afresh."""
+    wall = [time.time()]
+    local = ListCache(ttl_seconds=30, clock=lambda: 0.0)  # by its own clock, the near copy stays fresh
+    cache = SharedListCache(redis_server.url, 30, local=local, now=lambda: wall[0])
+    async with sandbox.census(cache=cache) as census:
+        first = await census.list_sources()
+        read_at = first.fetched_at.timestamp()
+        sandbox.workspace.sources[2]["name"] = "Renamed after the read"
+        wall[0] = read_at + 29
+        within = await census.list_sources()
+        assert within.from_cache
+        assert _list_reads(sandbox) == 1
+        # The window ends: Redis lets the list go (as its own expiry would at this moment).
+        kept = Redis.from_url(redis_server.url)
+        kept.flushdb()
+        kept.close()
+        wall[0] = read_at + 31
+        after = await census.list_sources()
+    assert not after.from_cache
+    assert _list_reads(sandbox) == 2
+    assert next(source for source in after.value.items if source.id == 2).name == "Renamed after the read"
     await cache.aclose()
 
 
