@@ -356,7 +356,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, reserved: Reser
     that is (or says it will be) over `limit`, or over what the budget has left, is refused
     (BodyRefused) before more of it is read; a declared length is reserved before any of it is."""
     declared = dict(scope["headers"]).get(b"content-length", b"")
-    if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+    if declared.isdigit() and int(declared) > limit:  # h11 has refused lengths of over 20 digits
         raise BodyRefused(_too_large())
     if declared.isdigit() and not reserved.grow_to(int(declared)):
         raise BodyRefused(_over_budget())

@@ -117,6 +117,7 @@ TARGETS = (
     Target(
         "census_mcp/tools/sources.py",
         only=(
+            "list_sources_sorted",
             "create_source",
             "_existing_source_ids",
             "_CLOCK_SKEW",
@@ -134,6 +135,9 @@ TARGETS = (
             f"{_RELIABILITY}::test_a_create_whose_read_back_fails_still_reports_the_new_id",
             "tests/test_source_tools.py::test_create_source_returns_the_source_without_its_credentials",
             "tests/test_api_versions.py::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
+            "tests/test_api_versions.py::test_a_group_named_in_the_call_wins_over_census_group_id",
+            "tests/test_api_versions.py::test_the_apps_sorted_view_filters_by_group",
+            "tests/test_app.py::test_the_app_only_sort_orders_every_match_before_paging",
         ),
     ),
     Target(

@@ -598,6 +598,24 @@ def test_a_head_over_16_kib_is_refused_however_it_arrives(served: Served) -> Non
             "Send each header on one line.",
             id="folded-header",
         ),
+        pytest.param(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nX-Folded: a\r\n"
+            "\tb\r\nContent-Length: 0\r\n\r\n",
+            "Send each header on one line.",
+            id="folded-header-tab",
+        ),
+        pytest.param(
+            # Empty lines before a request line are allowed, and the head after them is still read.
+            f"\r\n\r\nPOST /mcp HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {TOKEN}\n\n",
+            "End every header line with CRLF.",
+            id="bare-lf-after-empty-lines",
+        ),
+        pytest.param(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Length: {'9' * 5000}\r\n\r\n",
+            "The request is not valid HTTP/1.1.",
+            id="content-length-of-5000-digits",
+        ),
     ],
 )
 def test_heads_a_proxy_might_read_otherwise_are_refused_and_closed(
