@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 import pytest
@@ -374,7 +375,7 @@ def test_a_100_kb_bearer_token_is_refused_by_the_header_limit(served: Served) ->
 
 def test_a_jwt_is_measured_before_it_is_decoded(served: Served, caplog: pytest.LogCaptureFixture) -> None:
     header = _b64(json.dumps({"alg": "RS256", "kid": served.issuer.key.kid, "x": "y" * 3100}).encode())
-    fits, too_large = (f"{head}.{_b64(b'{}')}.{_b64(b'x')}" for head in (header[:4090], header))
+    fits, too_large = (f"{head}.{_b64(b'{}')}.{_b64(b'x')}" for head in (header[:4096], header[:4097]))
     with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
         assert _post(served.url, fits).status_code == 401
         assert _post(served.url, too_large).status_code == 401
@@ -397,9 +398,9 @@ async def test_a_token_over_16_kib_is_refused_without_being_checked() -> None:
             return None
 
     verifier = oauth.RememberingVerifier(Counting())
-    assert await verifier.verify_token("t" * (oauth.MAX_BEARER_CHARS + 1)) is None
+    assert await verifier.verify_token("t" * (16 * 1024 + 1)) is None
     assert checked == []
-    assert await verifier.verify_token("t" * oauth.MAX_BEARER_CHARS) is None
+    assert await verifier.verify_token("t" * 16 * 1024) is None
     assert len(checked) == 1
 
 
@@ -443,6 +444,44 @@ def test_a_rotated_signing_key_is_picked_up(served: Served) -> None:
         )
         assert _post(served.url, forged).status_code == 401
     assert served.issuer.jwks_fetches <= fetches + 6
+
+
+async def test_a_known_key_is_fetched_once_however_many_ask_for_it_at_once(
+    authorization_server: AuthorizationServer,
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/configured-jwks", http)
+        fetched = authorization_server.configured_jwks_fetches
+        kid = authorization_server.key.kid
+        found: list[object] = []
+
+        async def look() -> None:
+            found.append(await keys.key(kid))
+
+        async with anyio.create_task_group() as many:
+            for _ in range(5):
+                many.start_soon(look)
+        for _ in range(5):
+            await look()
+    assert all(key is not None for key in found)
+    assert authorization_server.configured_jwks_fetches - fetched == 1
+
+
+async def test_keys_that_cannot_be_had_are_asked_for_six_times_a_minute_then_refused_quietly() -> None:
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet("http://127.0.0.1:9/jwks", http, clock=lambda: 0.0)
+        for _ in range(6):
+            with pytest.raises(httpx2.ConnectError):
+                await keys.key("any")
+        assert await keys.key("any") is None
+
+
+async def test_a_key_set_that_never_answers_is_given_up_on(authorization_server: AuthorizationServer) -> None:
+    """The key set's own 5 s timeout, whatever the HTTP client's."""
+    async with httpx2.AsyncClient(timeout=None) as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/hang", http)
+        with anyio.fail_after(15), pytest.raises(httpx2.ReadTimeout):
+            await keys.key("any")
 
 
 def test_a_jwks_url_given_is_used_instead_of_the_discovered_one(
