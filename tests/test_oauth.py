@@ -389,6 +389,27 @@ def test_a_jwt_is_measured_before_it_is_decoded(served: Served, caplog: pytest.L
     ]
 
 
+async def test_a_jwt_payload_is_measured_before_it_is_decoded(caplog: pytest.LogCaptureFixture) -> None:
+    """The verifier on its own (whatever stands in front of it): a payload of 16,385 characters is
+    refused unread; one of 16,384 is read on (and refused here for its algorithm, quietly)."""
+    config = oauth.OAuthConfig(
+        issuer="https://id.example.com",
+        resource="http://127.0.0.1:1/mcp",
+        audience="x",
+        read_scope=READ,
+        write_scope=WRITE,
+    )
+    header = _b64(json.dumps({"alg": "HS256"}).encode())
+    async with httpx2.AsyncClient() as http:
+        verifier = oauth.JwtVerifier(config, oauth.KeySet("http://127.0.0.1:9/jwks", http))
+        with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+            for size in (16 * 1024, 16 * 1024 + 1):
+                assert await verifier.verify_token(f"{header}.{'e' * size}.{_b64(b'x')}") is None
+    assert said_by(caplog, "census_mcp.auth.oauth") == [
+        "Refused an access token (not three parts of a size a JWT has)"
+    ]
+
+
 async def test_a_token_over_16_kib_is_refused_without_being_checked() -> None:
     checked: list[str] = []
 
