@@ -410,6 +410,85 @@ async def test_a_jwt_payload_is_measured_before_it_is_decoded(caplog: pytest.Log
     ]
 
 
+class Verdicts(TokenVerifier):
+    """A verifier that accepts tokens starting `ok` (expiring at `expires_at`, if given) and counts
+    what it is asked."""
+
+    def __init__(self, expires_at: int | None = None) -> None:
+        self.asked: list[str] = []
+        self.expires_at = expires_at
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        self.asked.append(token)
+        if not token.startswith("ok"):
+            return None
+        return AccessToken(token=token, client_id="c", scopes=[READ], expires_at=self.expires_at)
+
+
+async def test_a_verdict_is_kept_a_minute_a_refusal_five_seconds() -> None:
+    now = [1000.0]
+    inner = Verdicts()
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    for token in ("ok-a", "no-a", "ok-a", "no-a"):
+        await verifier.verify_token(token)
+    assert inner.asked == ["ok-a", "no-a"]
+    now[0] = 1004.9
+    assert await verifier.verify_token("ok-a") is not None
+    assert await verifier.verify_token("no-a") is None
+    assert inner.asked == ["ok-a", "no-a"]
+    now[0] = 1005.0  # the refusal has had its five seconds
+    await verifier.verify_token("no-a")
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a"]
+    now[0] = 1059.9
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a"]
+    now[0] = 1060.0  # the verdict has had its minute
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a", "ok-a"]
+
+
+async def test_a_verdict_is_never_kept_past_the_tokens_expiry() -> None:
+    now = [1000.0]
+    inner = Verdicts(expires_at=1010)
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    await verifier.verify_token("ok-expiring")
+    now[0] = 1009.9
+    await verifier.verify_token("ok-expiring")
+    assert len(inner.asked) == 1
+    now[0] = 1010.0
+    await verifier.verify_token("ok-expiring")
+    assert len(inner.asked) == 2
+
+
+async def test_at_most_1024_verdicts_are_kept_the_least_recently_used_going_first() -> None:
+    now = [1000.0]
+    inner = Verdicts()
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    for n in range(1024):
+        await verifier.verify_token(f"ok-{n}")
+    await verifier.verify_token("ok-0")  # used again: now the most recent
+    await verifier.verify_token("ok-new")  # one too many: ok-1 goes
+    asked = len(inner.asked)
+    await verifier.verify_token("ok-0")
+    assert len(inner.asked) == asked
+    await verifier.verify_token("ok-1")
+    assert len(inner.asked) == asked + 1
+    # A verdict asked for again once it expired is the most recent one too.
+    again = Verdicts()
+    fresh = oauth.RememberingVerifier(again, clock=lambda: now[0])
+    await fresh.verify_token("no-first")
+    now[0] = 1001.0
+    for n in range(1023):
+        await fresh.verify_token(f"ok-{n}")
+    now[0] = 1006.0
+    await fresh.verify_token("no-first")  # its refusal expired: asked again, and kept anew
+    await fresh.verify_token("ok-new")  # one too many: ok-0 goes, not no-first
+    asked = len(again.asked)
+    await fresh.verify_token("no-first")
+    assert len(again.asked) == asked
+
+
 async def test_a_token_over_16_kib_is_refused_without_being_checked() -> None:
     checked: list[str] = []
 
