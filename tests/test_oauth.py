@@ -156,13 +156,21 @@ async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox:
         "error": "insufficient_scope",
         "error_description": "Your sign-in lacks a scope this needs.",
     }
-    challenge = write.headers["www-authenticate"]
-    assert 'error="insufficient_scope"' in challenge
-    assert f'scope="{READ} {WRITE}"' in challenge
-    assert f'resource_metadata="{metadata_url}"' in challenge
+    assert write.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="{READ} {WRITE}", error_description="This tool changes '
+        f'the workspace: it needs the {WRITE} scope.", resource_metadata="{metadata_url}"'
+    )
     no_read = _post(served.url, served.token(["something:else"]))
     assert no_read.status_code == 403
-    assert f'scope="{READ}"' in no_read.headers["www-authenticate"]
+    assert no_read.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="{READ}", resource_metadata="{metadata_url}"'
+    )
+    refused = _post(served.url, served.token(lifetime=-3600))
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="The token was not accepted.", '
+        f'scope="{READ}", resource_metadata="{metadata_url}"'
+    )
     assert 2 in sandbox.workspace.sources
 
 
