@@ -374,6 +374,28 @@ def test_arguments_nested_past_any_parsers_depth_get_a_4xx_not_a_500(served: Ser
     assert _post(served.url, token).status_code == 200
 
 
+def test_only_a_call_of_a_write_tool_needs_the_write_scope_whatever_the_message_looks_like(
+    served: Served,
+) -> None:
+    """The scope check reads the parsed message as it comes: another method naming a write tool is
+    not a write; a batch, params or arguments of the wrong shape are the SDK's to refuse, not a 500."""
+    token = served.token([READ])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers["Accept"] = "application/json, text/event-stream"
+    not_writes = [
+        {"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "delete_source"}},
+        [{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "delete_source"}}],
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["delete_source"]},
+    ]
+    for message in not_writes:
+        answer = httpx2.post(served.url, json=message, headers=headers, timeout=30)
+        assert answer.status_code in (200, 400), (message, answer.status_code, answer.text[:200])
+    odd_arguments = {"name": "delete_source", "arguments": [2, "x"]}
+    write = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": odd_arguments}
+    refused = httpx2.post(served.url, json=write, headers=headers, timeout=30)
+    assert refused.status_code == 403
+
+
 def test_a_100_kb_bearer_token_is_refused_by_the_header_limit(served: Served) -> None:
     huge = _post(served.url, "e" * 100_000)
     assert huge.status_code == 431
