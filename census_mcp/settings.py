@@ -404,12 +404,21 @@ OPTIONS: tuple[Option, ...] = (
         default=512 * 1024,
     ),
     Option(
+        "body_budget_bytes",
+        "--body-budget",
+        "CENSUS_MCP_BODY_BUDGET",
+        "Bytes of request bodies one process holds at once, across all its connections; a request "
+        "that would go over gets 503.",
+        parse=_positive_int,
+        default=32 * 1024 * 1024,
+    ),
+    Option(
         "header_timeout_seconds",
         "--header-timeout",
         "CENSUS_MCP_HEADER_TIMEOUT",
         "Seconds an HTTP client has to send a request's headers (slow clients are cut off).",
         parse=_positive_float,
-        default=10.0,
+        default=5.0,
     ),
     Option(
         "body_timeout_seconds",
@@ -417,7 +426,15 @@ OPTIONS: tuple[Option, ...] = (
         "CENSUS_MCP_BODY_TIMEOUT",
         "Seconds an HTTP client has to send a request's body once its headers are in (slower get 408).",
         parse=_positive_float,
-        default=30.0,
+        default=5.0,
+    ),
+    Option(
+        "idle_timeout_seconds",
+        "--idle-timeout",
+        "CENSUS_MCP_IDLE_TIMEOUT",
+        "Seconds an idle HTTP connection is kept open for its client's next request.",
+        parse=_positive_float,
+        default=5.0,
     ),
     Option(
         "max_connections",
@@ -498,8 +515,10 @@ class Settings:
     auth_token: SecretStr | None = None
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
-    header_timeout_seconds: float = 10.0
-    body_timeout_seconds: float = 30.0
+    body_budget_bytes: int = 32 * 1024 * 1024
+    header_timeout_seconds: float = 5.0
+    body_timeout_seconds: float = 5.0
+    idle_timeout_seconds: float = 5.0
     max_connections: int = 1000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()

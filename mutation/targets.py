@@ -14,6 +14,7 @@ _RELIABILITY = "tests/test_reliability.py"
 _CACHE = "tests/test_paging_and_cache.py"
 _VERSIONS = "tests/test_api_versions.py"
 _BOUNDS = "tests/test_bounds.py"
+_SHARED = "tests/test_shared_cache.py"
 
 TARGETS = (
     Target(
@@ -65,6 +66,11 @@ TARGETS = (
                     "test_a_kept_alive_connection_outlives_the_header_deadline_between_requests",
                     "test_two_authorization_headers_are_refused_without_auth_too",
                     "test_auth_scheme_variants",
+                    "test_without_a_valid_token_the_body_is_never_waited_for",
+                    "test_a_tokens_shape_gets_no_more_than_the_body_budget",
+                    "test_a_head_over_16_kib_is_refused_however_it_arrives",
+                    "test_heads_a_proxy_might_read_otherwise_are_refused_and_closed",
+                    "test_a_request_id_is_a_string_or_a_safe_integer",
                 )
             ),
             "tests/test_oauth.py",
@@ -77,13 +83,29 @@ TARGETS = (
         only=(
             "ALGORITHMS",
             "CLOCK_SKEW_SECONDS",
+            "MAX_BEARER_CHARS",
+            "_MAX_JWT_HEADER_CHARS",
+            "_KEY_FETCHES_PER_MINUTE",
+            "KeySet",
             "JwtVerifier",
+            "_fits",
             "IntrospectionVerifier",
             "access_token",
             "scopes_of",
+            "RememberingVerifier",
+            "ResourceServer",
+            "_tool_call",
         ),
-        tests=("tests/test_oauth.py",),
+        tests=(
+            "tests/test_oauth.py",
+            "tests/test_audit.py::test_a_write_refused_for_want_of_the_write_scope_is_audited",
+        ),
         keywords="not v1",  # a token's checks never read the Census API version
+    ),
+    Target(
+        "census_mcp/auth/audit.py",
+        tests=("tests/test_audit.py",),
+        keywords="not v1",  # who wrote what is told the same way on either API version
     ),
     Target(
         "census_mcp/census/retry.py",
@@ -95,6 +117,7 @@ TARGETS = (
     Target(
         "census_mcp/tools/sources.py",
         only=(
+            "list_sources_sorted",
             "create_source",
             "_existing_source_ids",
             "_CLOCK_SKEW",
@@ -112,6 +135,9 @@ TARGETS = (
             f"{_RELIABILITY}::test_a_create_whose_read_back_fails_still_reports_the_new_id",
             "tests/test_source_tools.py::test_create_source_returns_the_source_without_its_credentials",
             "tests/test_api_versions.py::test_create_source_needs_a_group_on_v2_and_refuses_one_on_v1",
+            "tests/test_api_versions.py::test_a_group_named_in_the_call_wins_over_census_group_id",
+            "tests/test_api_versions.py::test_the_apps_sorted_view_filters_by_group",
+            "tests/test_app.py::test_the_app_only_sort_orders_every_match_before_paging",
         ),
     ),
     Target(
@@ -147,6 +173,32 @@ TARGETS = (
             ),
             "tests/test_shared_cache.py::test_workers_share_one_read_per_window_and_a_write_clears_it_for_all",
             "tests/test_shared_cache.py::test_redis_going_away_fails_no_call",
+        ),
+    ),
+    Target(
+        "census_mcp/census/shared_cache.py",
+        tests=(
+            *(
+                f"{_SHARED}::{name}"
+                for name in (
+                    "test_workers_share_one_read_per_window_and_a_write_clears_it_for_all",
+                    "test_redis_going_away_fails_no_call",
+                    "test_a_second_passthrough_user_never_sees_the_first_users_list",
+                    "test_a_near_copy_lives_no_longer_than_the_window_since_census_was_read",
+                    "test_no_window_or_no_codec_keeps_lists_out_of_redis",
+                    "test_a_worker_new_to_a_list_gets_it_from_redis_as_read_then",
+                    "test_a_hit_in_a_workers_own_copy_costs_one_small_read_of_redis",
+                    "test_a_refreshed_copy_replaces_the_old_one",
+                    "test_after_a_write_the_next_read_is_shared_again",
+                    "test_one_worker_reads_while_the_others_wait_for_it_gently",
+                    "test_when_the_reader_fails_the_others_read_for_themselves_at_once",
+                    "test_a_reader_whose_lock_was_taken_over_leaves_it_alone",
+                    "test_redis_going_away_is_said_once_by_whichever_call_meets_it_first",
+                    "test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_for_30",
+                    "test_a_redis_host_that_never_answers_a_connection_costs_a_call_one_second",
+                )
+            ),
+            f"{_CACHE}::test_a_listing_travels_to_a_shared_cache_and_back_unchanged",
         ),
     ),
     Target(

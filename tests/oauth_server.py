@@ -56,8 +56,9 @@ def bound_socket() -> socket.socket:
 
 
 @contextmanager
-def serving_socket(app: Any, sock: socket.socket, *, lifespan: str = "off") -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+def serving_socket(app: Any, sock: socket.socket, *, lifespan: str = "off", **options: Any) -> Iterator[None]:
+    """Serves `app` on `sock` in a thread; `options` go to uvicorn.Config (the HTTP server's limits, say)."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -30,6 +30,7 @@ from census_mcp.sandbox import GROUPS, SANDBOX_PAT, SANDBOX_TOKEN, V2_OPERATIONS
 from census_mcp.server import build_server, result_text
 from tests.conftest import Sandbox, running_sandbox
 from tests.helpers import call_error, call_ok
+from tests.test_app import APPS
 from tests.test_stdio import _console_script, _environment, launched
 
 pytestmark = pytest.mark.anyio
@@ -157,6 +158,35 @@ async def test_the_v2_create_names_its_group_inside_the_wrapped_connection_as_pu
     assert isinstance(created, int)
     assert sandbox.workspace.sources[created]["group_id"] == GROUPS[1]
     assert "group_id" not in sandbox.workspace.sources[created]["connection_details"]
+
+
+async def test_a_group_named_in_the_call_wins_over_census_group_id() -> None:
+    """CENSUS_GROUP_ID is the default, for calls that name no group; one that names a group is
+    created there."""
+    with running_sandbox("v2") as sandbox:
+        arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Named", "group_id": GROUPS[2]}
+        async with Client(build_server(sandbox.settings(group_id=GROUPS[1]))) as client:
+            created = await call_ok(client, "create_source", arguments)
+    assert created.structured_content is not None
+    assert created.structured_content["group_id"] == GROUPS[2]
+    assert sandbox.workspace.sources[created.structured_content["id"]]["group_id"] == GROUPS[2]
+
+
+async def test_the_apps_sorted_view_filters_by_group(sandbox: Sandbox) -> None:
+    """The app's column sort (list_sources_sorted) takes list_sources's filters, the group among them."""
+    async with Client(build_server(sandbox.settings()), extensions=[APPS]) as app:
+        if sandbox.api_version == "v1":
+            refused = await call_error(app, "list_sources_sorted", {"sort_by": "name", "group_id": GROUPS[0]})
+            assert "group_id applies to Census API v2 only" in refused
+            return
+        for group in GROUPS:
+            arguments = {"sort_by": "name", "group_id": group, "limit": 100}
+            page = (await call_ok(app, "list_sources_sorted", arguments)).structured_content
+            assert page is not None
+            in_group = [s for s in sandbox.workspace.sources.values() if s["group_id"] == group]
+            by_name = sorted(in_group, key=lambda s: (s["name"].casefold(), s["id"]))
+            assert [source["id"] for source in page["sources"]] == [s["id"] for s in by_name]
+            assert page["total"] == len(in_group) < len(sandbox.workspace.sources)
 
 
 async def test_a_name_taken_in_the_group_is_a_conflict_on_v2() -> None:

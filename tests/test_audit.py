@@ -17,6 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.elicitation import ElicitationResult
 from pydantic import SecretStr
 
+from census_mcp.auth.audit import Principal
 from census_mcp.http import create_http_app
 from census_mcp.sandbox import FaultConfig
 from census_mcp.server import build_server
@@ -179,3 +180,71 @@ async def test_a_create_whose_answer_is_lost_is_audited_as_unknown(tmp_path: Pat
     assert result.is_error
     [line] = _lines(audit)
     assert (line["tool"], line["outcome"]) == ("create_source", "unknown")
+
+
+async def test_no_auth_writes_name_an_anonymous_caller(sandbox: Sandbox, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    with serving(sandbox.settings(transport="http", no_auth=True, audit_log=str(audit))) as url:
+        async with connected(url, None) as client:
+            await _writes(client, sandbox)
+    _check(_lines(audit), {"kind": "anonymous"}, [PASSWORD, sandbox.token], audit.read_text())
+
+
+async def test_without_an_audit_log_the_lines_go_to_stderr(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(sandbox.settings(audit_log=None))) as client:
+        await _writes(client, sandbox)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"census_write"' in line]
+    _check(lines, {"kind": "local"}, [PASSWORD, sandbox.token], json.dumps(lines))
+
+
+async def test_a_line_holds_what_was_written_as_text_cut_short_and_never_a_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Labels are written as they read (not as JSON escapes, which would hide a non-ASCII secret from
+    the scrubber too), cut to 120 characters; a secret pasted into one is scrubbed by value."""
+    audit = tmp_path / "audit.jsonl"
+    async with Client(build_server(sandbox.settings(audit_log=str(audit)))) as client:
+        for label in ("Café ☕ warehouse", "L" * 255, f"pasted {sandbox.token} by mistake"):
+            arguments = {"type": "postgres", "credentials": POSTGRES, "label": label}
+            await call_ok(client, "create_source", arguments)
+    text = audit.read_text()
+    accented, long, pasted = _lines(audit)
+    assert '"label": "Café ☕ warehouse"' in text
+    assert accented["label"] == "Café ☕ warehouse"
+    assert long["label"] == "L" * 119 + "…"
+    assert sandbox.token not in text
+    assert pasted["label"].startswith("pasted ")
+
+
+@pytest.mark.parametrize("source_id", ["2", True, 2.0], ids=["text", "true", "float"])
+async def test_a_source_id_that_is_not_an_integer_is_not_written_down(
+    sandbox: Sandbox, tmp_path: Path, source_id: Any
+) -> None:
+    """A write refused for its arguments is audited, naming no source: what was sent is not an id."""
+    audit = tmp_path / "audit.jsonl"
+    async with Client(build_server(sandbox.settings(audit_log=str(audit)))) as client:
+        await call_error(client, "delete_source", {"source_id": source_id, "confirm_name": "x"})
+    [line] = _lines(audit)
+    assert (line["tool"], line["outcome"], line["source_id"]) == ("delete_source", "refused", None)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "drop"])
+async def test_a_refresh_whose_answer_is_lost_is_audited_as_unknown(
+    sandbox: Sandbox, tmp_path: Path, kind: str
+) -> None:
+    """Census may have started the job: the outcome is unknown, with the status Census sent, if any."""
+    audit = tmp_path / "audit.jsonl"
+    async with Client(build_server(sandbox.settings(audit_log=str(audit)))) as client:
+        sandbox.workspace.faults = FaultConfig(rate=1.0, kinds=(kind,), methods=("POST",))
+        await call_error(client, "refresh_source_tables", {"source_id": 2})
+    [line] = _lines(audit)
+    status = None if kind == "drop" else 200
+    assert (line["tool"], line["outcome"]) == ("refresh_source_tables", "unknown")
+    assert line["census_status"] == status
+
+
+def test_a_principal_names_are_cut_short() -> None:
+    long = Principal("oauth", subject="s" * 300, client_id="c" * 300).as_json()
+    assert long == {"kind": "oauth", "sub": "s" * 199 + "…", "client_id": "c" * 199 + "…"}

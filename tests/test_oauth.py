@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,17 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from pydantic import SecretStr
 
 from census_mcp.auth import oauth
 from census_mcp.auth.oauth import ALGORITHMS, access_token, scopes_of
-from census_mcp.http import create_http_app
+from census_mcp.http import create_http_app, uvicorn_limits
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox
 from tests.helpers import call_ok, said_by
@@ -72,7 +75,7 @@ def oauth_server(sandbox: Sandbox, issuer: AuthorizationServer, **overrides: Any
     settings = sandbox.settings(
         transport="http", auth="oauth", port=port, oauth_issuer=issuer.issuer, **overrides
     )
-    with serving_socket(create_http_app(settings), sock, lifespan="on"):
+    with serving_socket(create_http_app(settings), sock, lifespan="on", **uvicorn_limits(settings)):
         yield Served(f"http://127.0.0.1:{port}/mcp", issuer)
 
 
@@ -153,13 +156,21 @@ async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox:
         "error": "insufficient_scope",
         "error_description": "Your sign-in lacks a scope this needs.",
     }
-    challenge = write.headers["www-authenticate"]
-    assert 'error="insufficient_scope"' in challenge
-    assert f'scope="{READ} {WRITE}"' in challenge
-    assert f'resource_metadata="{metadata_url}"' in challenge
+    assert write.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="{READ} {WRITE}", error_description="This tool changes '
+        f'the workspace: it needs the {WRITE} scope.", resource_metadata="{metadata_url}"'
+    )
     no_read = _post(served.url, served.token(["something:else"]))
     assert no_read.status_code == 403
-    assert f'scope="{READ}"' in no_read.headers["www-authenticate"]
+    assert no_read.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="{READ}", resource_metadata="{metadata_url}"'
+    )
+    refused = _post(served.url, served.token(lifetime=-3600))
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="The token was not accepted.", '
+        f'scope="{READ}", resource_metadata="{metadata_url}"'
+    )
     assert 2 in sandbox.workspace.sources
 
 
@@ -316,6 +327,236 @@ def test_bad_tokens_are_refused(served: Served, forge: Any) -> None:
     assert answer.json()["error"] == "invalid_token"
 
 
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda s: None, id="no-token"),
+        pytest.param(lambda s: _tampered(s.token([READ])), id="tampered"),
+        pytest.param(lambda s: s.token(lifetime=-3600), id="expired"),
+        pytest.param(lambda s: s.token(aud="http://127.0.0.1:1/mcp"), id="wrong-audience"),
+    ],
+)
+def test_a_token_is_judged_before_the_body_is_waited_for(served: Served, forge: Any) -> None:
+    """Signature, issuer, audience and expiry are judged from the headers: a refused token with a
+    500,000-byte body declared and none of it sent gets 401 within a second, the connection closed."""
+    token = forge(served)
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
+    port = int(served.url.rsplit(":", 1)[1].removesuffix("/mcp"))
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        started = time.monotonic()
+        raw.sendall(
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: 500000\r\n{authorization}\r\n".encode()
+        )
+        raw.settimeout(1)
+        answer = b""
+        while received := raw.recv(65536):  # to the end: the server closes the connection
+            answer += received
+        assert time.monotonic() - started < 1
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:100]
+    assert b"\r\nwww-authenticate: bearer " in answer.lower()
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+
+
+def test_arguments_nested_past_any_parsers_depth_get_a_4xx_not_a_500(served: Served) -> None:
+    """A read token may send anything: 5,000 levels of arguments are refused by the gate's one
+    bounded parse (the scope check reads what it parsed), never a RecursionError."""
+    token = served.token([READ])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for nested in ("[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000):
+        body = (
+            '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
+            f'"params": {{"name": "delete_source", "arguments": {{"x": {nested}}}}}}}'
+        )
+        answer = httpx2.post(served.url, content=body, headers=headers, timeout=30)
+        assert answer.status_code == 400, answer.text[:200]
+        assert answer.json()["error"]["code"] == -32700
+    assert _post(served.url, token).status_code == 200
+
+
+def test_only_a_call_of_a_write_tool_needs_the_write_scope_whatever_the_message_looks_like(
+    served: Served,
+) -> None:
+    """The scope check reads the parsed message as it comes: another method naming a write tool is
+    not a write; a batch, params or arguments of the wrong shape are the SDK's to refuse, not a 500."""
+    token = served.token([READ])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers["Accept"] = "application/json, text/event-stream"
+    not_writes = [
+        {"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "delete_source"}},
+        [{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "delete_source"}}],
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["delete_source"]},
+    ]
+    for message in not_writes:
+        answer = httpx2.post(served.url, json=message, headers=headers, timeout=30)
+        assert answer.status_code in (200, 400), (message, answer.status_code, answer.text[:200])
+    odd_arguments = {"name": "delete_source", "arguments": [2, "x"]}
+    write = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": odd_arguments}
+    refused = httpx2.post(served.url, json=write, headers=headers, timeout=30)
+    assert refused.status_code == 403
+
+
+def test_a_100_kb_bearer_token_is_refused_by_the_header_limit(served: Served) -> None:
+    huge = _post(served.url, "e" * 100_000)
+    assert huge.status_code == 431
+    assert "headers are over 16 KiB" in huge.text
+    assert _post(served.url, served.token([READ])).status_code == 200
+
+
+def test_a_jwt_is_measured_before_it_is_decoded(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    header = _b64(json.dumps({"alg": "RS256", "kid": served.issuer.key.kid, "x": "y" * 3100}).encode())
+    fits, too_large = (f"{head}.{_b64(b'{}')}.{_b64(b'x')}" for head in (header[:4096], header[:4097]))
+    with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+        assert _post(served.url, fits).status_code == 401
+        assert _post(served.url, too_large).status_code == 401
+        assert _post(served.url, "only.two").status_code == 401
+    said = said_by(caplog, "census_mcp.auth.oauth")
+    # The header that fits is decoded (and is not valid JSON, cut short); the others are not.
+    assert said == [
+        "Refused an access token (DecodeError)",
+        "Refused an access token (not three parts of a size a JWT has)",
+        "Refused an access token (not three parts of a size a JWT has)",
+    ]
+
+
+async def test_a_jwt_payload_is_measured_before_it_is_decoded(caplog: pytest.LogCaptureFixture) -> None:
+    """The verifier on its own (whatever stands in front of it): a payload of 16,385 characters is
+    refused unread; one of 16,384 is read on (and refused here for its algorithm, quietly)."""
+    config = oauth.OAuthConfig(
+        issuer="https://id.example.com",
+        resource="http://127.0.0.1:1/mcp",
+        audience="x",
+        read_scope=READ,
+        write_scope=WRITE,
+    )
+    header = _b64(json.dumps({"alg": "HS256"}).encode())
+    async with httpx2.AsyncClient() as http:
+        verifier = oauth.JwtVerifier(config, oauth.KeySet("http://127.0.0.1:9/jwks", http))
+        with caplog.at_level(logging.INFO, logger="census_mcp.auth.oauth"):
+            for size in (16 * 1024, 16 * 1024 + 1):
+                assert await verifier.verify_token(f"{header}.{'e' * size}.{_b64(b'x')}") is None
+    assert said_by(caplog, "census_mcp.auth.oauth") == [
+        "Refused an access token (not three parts of a size a JWT has)"
+    ]
+
+
+class Verdicts(TokenVerifier):
+    """A verifier that accepts tokens starting `ok` (expiring at `expires_at`, if given) and counts
+    what it is asked."""
+
+    def __init__(self, expires_at: int | None = None) -> None:
+        self.asked: list[str] = []
+        self.expires_at = expires_at
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        self.asked.append(token)
+        if not token.startswith("ok"):
+            return None
+        return AccessToken(token=token, client_id="c", scopes=[READ], expires_at=self.expires_at)
+
+
+async def test_a_verdict_is_kept_a_minute_a_refusal_five_seconds() -> None:
+    now = [1000.0]
+    inner = Verdicts()
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    for token in ("ok-a", "no-a", "ok-a", "no-a"):
+        await verifier.verify_token(token)
+    assert inner.asked == ["ok-a", "no-a"]
+    now[0] = 1004.9
+    assert await verifier.verify_token("ok-a") is not None
+    assert await verifier.verify_token("no-a") is None
+    assert inner.asked == ["ok-a", "no-a"]
+    now[0] = 1005.0  # the refusal has had its five seconds
+    await verifier.verify_token("no-a")
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a"]
+    now[0] = 1059.9
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a"]
+    now[0] = 1060.0  # the verdict has had its minute
+    await verifier.verify_token("ok-a")
+    assert inner.asked == ["ok-a", "no-a", "no-a", "ok-a"]
+
+
+async def test_a_verdict_is_never_kept_past_the_tokens_expiry() -> None:
+    now = [1000.0]
+    inner = Verdicts(expires_at=1010)
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    await verifier.verify_token("ok-expiring")
+    now[0] = 1009.9
+    await verifier.verify_token("ok-expiring")
+    assert len(inner.asked) == 1
+    now[0] = 1010.0
+    await verifier.verify_token("ok-expiring")
+    assert len(inner.asked) == 2
+
+
+async def test_at_most_1024_verdicts_are_kept_the_least_recently_used_going_first() -> None:
+    now = [1000.0]
+    inner = Verdicts()
+    verifier = oauth.RememberingVerifier(inner, clock=lambda: now[0])
+    for n in range(1024):
+        await verifier.verify_token(f"ok-{n}")
+    await verifier.verify_token("ok-0")  # used again: now the most recent
+    await verifier.verify_token("ok-new")  # one too many: ok-1 goes
+    asked = len(inner.asked)
+    await verifier.verify_token("ok-0")
+    assert len(inner.asked) == asked
+    await verifier.verify_token("ok-1")
+    assert len(inner.asked) == asked + 1
+    # A verdict asked for again once it expired is the most recent one too.
+    again = Verdicts()
+    fresh = oauth.RememberingVerifier(again, clock=lambda: now[0])
+    await fresh.verify_token("no-first")
+    now[0] = 1001.0
+    for n in range(1023):
+        await fresh.verify_token(f"ok-{n}")
+    now[0] = 1006.0
+    await fresh.verify_token("no-first")  # its refusal expired: asked again, and kept anew
+    await fresh.verify_token("ok-new")  # one too many: ok-0 goes, not no-first
+    asked = len(again.asked)
+    await fresh.verify_token("no-first")
+    assert len(again.asked) == asked
+
+
+async def test_a_token_over_16_kib_is_refused_without_being_checked() -> None:
+    checked: list[str] = []
+
+    class Counting(TokenVerifier):
+        async def verify_token(self, token: str) -> AccessToken | None:
+            checked.append(token)
+            return None
+
+    verifier = oauth.RememberingVerifier(Counting())
+    assert await verifier.verify_token("t" * (16 * 1024 + 1)) is None
+    assert checked == []
+    assert await verifier.verify_token("t" * 16 * 1024) is None
+    assert len(checked) == 1
+
+
+async def test_keys_are_fetched_for_unknown_key_ids_at_most_six_times_a_minute(
+    authorization_server: AuthorizationServer,
+) -> None:
+    """A caller inventing key ids cannot make this server ask the identity provider more often."""
+    now = [1000.0]
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/configured-jwks", http, clock=lambda: now[0])
+        fetched = authorization_server.configured_jwks_fetches
+
+        async def invent(count: int) -> int:
+            for n in range(count):
+                assert await keys.key(f"invented-{now[0]}-{n}") is None
+            return authorization_server.configured_jwks_fetches - fetched
+
+        assert await invent(10) == 6
+        now[0] += 10  # a tenth of the minute: no more
+        assert await invent(10) == 6
+        now[0] += 49.5  # still within the minute of the first fetch
+        assert await invent(10) == 6
+        now[0] += 0.5  # a minute after the six: six more, and no more
+        assert await invent(10) == 12
+
+
 def test_a_token_within_the_clock_skew_is_accepted(served: Served) -> None:
     assert _post(served.url, served.token([READ], lifetime=-20)).status_code == 200
 
@@ -333,6 +574,44 @@ def test_a_rotated_signing_key_is_picked_up(served: Served) -> None:
         )
         assert _post(served.url, forged).status_code == 401
     assert served.issuer.jwks_fetches <= fetches + 6
+
+
+async def test_a_known_key_is_fetched_once_however_many_ask_for_it_at_once(
+    authorization_server: AuthorizationServer,
+) -> None:
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/configured-jwks", http)
+        fetched = authorization_server.configured_jwks_fetches
+        kid = authorization_server.key.kid
+        found: list[object] = []
+
+        async def look() -> None:
+            found.append(await keys.key(kid))
+
+        async with anyio.create_task_group() as many:
+            for _ in range(5):
+                many.start_soon(look)
+        for _ in range(5):
+            await look()
+    assert all(key is not None for key in found)
+    assert authorization_server.configured_jwks_fetches - fetched == 1
+
+
+async def test_keys_that_cannot_be_had_are_asked_for_six_times_a_minute_then_refused_quietly() -> None:
+    async with httpx2.AsyncClient() as http:
+        keys = oauth.KeySet("http://127.0.0.1:9/jwks", http, clock=lambda: 0.0)
+        for _ in range(6):
+            with pytest.raises(httpx2.ConnectError):
+                await keys.key("any")
+        assert await keys.key("any") is None
+
+
+async def test_a_key_set_that_never_answers_is_given_up_on(authorization_server: AuthorizationServer) -> None:
+    """The key set's own 5 s timeout, whatever the HTTP client's."""
+    async with httpx2.AsyncClient(timeout=None) as http:
+        keys = oauth.KeySet(f"{authorization_server.issuer}/hang", http)
+        with anyio.fail_after(15), pytest.raises(httpx2.ReadTimeout):
+            await keys.key("any")
 
 
 def test_a_jwks_url_given_is_used_instead_of_the_discovered_one(

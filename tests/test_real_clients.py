@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -149,8 +150,17 @@ def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
     """`census-mcp --transport http --sandbox` as its own process, its stderr in `log`, up once
     /healthz answers; yields its port."""
-    port = _free_port()
-    address = ["--host", "127.0.0.1", "--port", str(port)]
+    with census_mcp_http_process(log, token, *options) as (_, port):
+        yield port
+
+
+@contextmanager
+def census_mcp_http_process(
+    log: Path, token: str, *options: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """As census_mcp_over_http, yielding the process too. It binds port 0, and says which port
+    it got in its first line ("serving MCP at ..."), so no other test can take that port first."""
+    address = ["--host", "127.0.0.1", "--port", "0"]
     with log.open("w") as stderr:
         server = subprocess.Popen(
             [_console_script(), "--transport", "http", *address, "--sandbox", *options],
@@ -160,8 +170,9 @@ def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
             stderr=stderr,
         )
     try:
+        port = _served_port(server, log)
         _wait_until_healthy(f"http://127.0.0.1:{port}", server, log)
-        yield port
+        yield server, port
     finally:
         server.terminate()
         try:
@@ -169,6 +180,15 @@ def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _served_port(server: subprocess.Popen[bytes], log: Path) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        if found := re.search(r"serving MCP at http://127\.0\.0\.1:(\d+)/mcp", log.read_text()):
+            return int(found[1])
+        time.sleep(0.05)
+    pytest.fail(f"the HTTP server did not say where it serves (exit {server.poll()}): {log.read_text()}")
 
 
 def _wait_until_healthy(root: str, server: subprocess.Popen[bytes], log: Path) -> None:

@@ -3,6 +3,7 @@ per window, a write through any of them clears it for all, and Redis going away 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -13,17 +14,23 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from pydantic import SecretStr
+from redis import Redis
 
-from census_mcp.census.cache import ListCache
-from census_mcp.census.shared_cache import SharedListCache
+from census_mcp.census.cache import Fetched, ListCache, codec_for
+from census_mcp.census.models import Listing, Source
+from census_mcp.census.shared_cache import SharedListCache, _data_key
 from census_mcp.sandbox.faults import NO_FAULTS, FaultConfig
 from tests.conftest import Sandbox, running_sandbox
+from tests.helpers import call_error, call_ok, said_by
+from tests.test_http import PASSTHROUGH_TOKENS, connected, serving
 from tests.test_real_clients import _free_port
 from tests.test_stdio import _environment
 
@@ -126,6 +133,58 @@ async def test_redis_going_away_fails_no_call(
             assert (await census.list_sources()).value.items
     warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
     assert len(warnings) == 1
+    await cache.aclose()
+
+
+async def test_a_second_passthrough_user_never_sees_the_first_users_list(
+    api_version: str, redis_server: RedisServer
+) -> None:
+    """The shared cache is as safe as each worker's own: a list read with one caller's token is kept
+    in Redis under that token's digest, and never served for another's, here one Census refuses."""
+    alice, mallory = PASSTHROUGH_TOKENS[api_version]
+    with running_sandbox(api_version, tokens=(alice,), forbidden_tokens=(mallory,)) as sandbox:
+        cache_url = SecretStr(redis_server.url)
+        settings = sandbox.settings(transport="http", auth="passthrough", token=None, cache_url=cache_url)
+        with serving(settings) as url:
+            async with connected(url, alice) as first:
+                listed = await call_ok(first, "list_sources", {"limit": 100})
+            assert listed.structured_content is not None
+            assert listed.structured_content["total"] == len(sandbox.workspace.sources)
+            kept = Redis.from_url(redis_server.url)
+            assert kept.keys("census-mcp:lists:*:*:*:*")  # a list: workspace, generation, token, what
+            kept.close()
+            async with connected(url, mallory) as second:
+                refused = await call_error(second, "list_sources", {"limit": 100})
+    assert refused.startswith("The API token lacks access to this"), refused
+    assert _list_reads(sandbox) == 2  # each token's own read; the second refused by Census
+
+
+async def test_a_near_copy_lives_no_longer_than_the_window_since_census_was_read(
+    sandbox: Sandbox, redis_server: RedisServer
+) -> None:
+    """A worker keeps what it got from Redis in its own cache, but only while the list is younger than
+    the window, counted from when Census was read (the list may have waited in Redis most of it):
+    past that, the worker asks Redis again, which has let it go, and Census is read afresh."""
+    wall = [time.time()]
+    local = ListCache(ttl_seconds=30, clock=lambda: 0.0)  # by its own clock, the near copy stays fresh
+    cache = SharedListCache(redis_server.url, 30, local=local, now=lambda: wall[0])
+    async with sandbox.census(cache=cache) as census:
+        first = await census.list_sources()
+        read_at = first.fetched_at.timestamp()
+        sandbox.workspace.sources[2]["name"] = "Renamed after the read"
+        wall[0] = read_at + 29
+        within = await census.list_sources()
+        assert within.from_cache
+        assert _list_reads(sandbox) == 1
+        # The window ends: Redis lets the list go (as its own expiry would at this moment).
+        kept = Redis.from_url(redis_server.url)
+        kept.flushdb()
+        kept.close()
+        wall[0] = read_at + 31
+        after = await census.list_sources()
+    assert not after.from_cache
+    assert _list_reads(sandbox) == 2
+    assert next(source for source in after.value.items if source.id == 2).name == "Renamed after the read"
     await cache.aclose()
 
 
@@ -243,3 +302,343 @@ async def _calls(
         if meanwhile is not None:
             group.start_soon(meanwhile)
     return succeeded
+
+
+# ------------------------------------------------------------------ the shared cache's own rules
+# SharedListCache on its own, over a real redis-server, with a stand-in for Census that counts its
+# reads: what each of its rules is for, one by one.
+
+WORKSPACE = "http://census.test/api/v1"
+KEY = (WORKSPACE, "token-digest", "/sources?[]")
+CODEC = codec_for(Source)
+AWAY_LINE = (
+    "The shared cache (Redis) cannot be reached (ConnectionError): each worker uses its own cache, "
+    "and Redis is tried again in 30 s."
+)
+
+
+class Census:
+    """Census's list of sources, as a fetch that counts its reads; `during` runs inside each read."""
+
+    def __init__(self, label: str = "first", seconds: float = 0.0) -> None:
+        self.label = label
+        self.seconds = seconds
+        self.reads = 0
+        self.failing = 0
+        """How many of the next reads fail."""
+        self.during: Callable[[], Awaitable[None]] | None = None
+
+    async def fetch(self) -> Listing[Source]:
+        self.reads += 1
+        failing, self.failing = self.failing > 0, max(0, self.failing - 1)
+        if self.during is not None:
+            await self.during()
+        await anyio.sleep(self.seconds)
+        if failing:
+            raise RuntimeError("Census failed this read")
+        rows = [Source(id=n, name=f"source {n}", type="snowflake", label=self.label) for n in (1, 2)]
+        return Listing(rows, total=2, json_bytes=200)
+
+
+def _worker(redis: RedisServer, ttl: float = 30, **clocks: Callable[[], float]) -> SharedListCache:
+    """One worker's cache: its own ListCache (on the monotonic clock it is given) over the shared Redis."""
+    local = ListCache(ttl_seconds=ttl, clock=clocks.pop("local_clock", time.monotonic))
+    return SharedListCache(redis.url, ttl, local=local, **clocks)
+
+
+def _redis(redis: RedisServer) -> Redis:
+    return Redis.from_url(redis.url)
+
+
+def _gets(redis: RedisServer) -> int:
+    """GET commands Redis has answered so far."""
+    with _redis(redis) as kept:
+        stats = kept.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+def _label(fetched: Fetched[Listing[Source]]) -> str | None:
+    return fetched.value.items[0].label
+
+
+async def test_no_window_or_no_codec_keeps_lists_out_of_redis(redis_server: RedisServer) -> None:
+    """A window of 0 caches nothing; a list with no codec to store it by stays in the worker's own
+    cache (refreshed when asked). Either way Redis holds nothing. A window of 1 s is still shared."""
+    census = Census()
+    uncached = _worker(redis_server, ttl=0)
+    await uncached.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    await uncached.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert census.reads == 2
+    own = _worker(redis_server)
+    await own.get(KEY, census.fetch, refresh=False, codec=None)
+    assert (await own.get(KEY, census.fetch, refresh=False, codec=None)).from_cache
+    assert census.reads == 3
+    assert not (await own.get(KEY, census.fetch, refresh=True, codec=None)).from_cache
+    assert census.reads == 4
+    with _redis(redis_server) as kept:
+        assert kept.dbsize() == 0
+    short = [_worker(redis_server, ttl=1), _worker(redis_server, ttl=1)]
+    await short[0].get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert (await short[1].get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    assert census.reads == 5
+    for cache in (uncached, own, *short):
+        await cache.aclose()
+
+
+async def test_a_worker_new_to_a_list_gets_it_from_redis_as_read_then(redis_server: RedisServer) -> None:
+    census = Census()
+    first, second = _worker(redis_server), _worker(redis_server)
+    read = await first.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    shared = await second.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert census.reads == 1
+    assert (read.from_cache, shared.from_cache) == (False, True)
+    assert shared.fetched_at == read.fetched_at
+    assert read.fetched_at.tzinfo is UTC
+    assert shared.value.items == read.value.items
+    with _redis(redis_server) as kept:
+        assert kept.info("clients")["connected_clients"] == 3  # the two workers, and this look
+        await first.aclose()
+        await second.aclose()
+        for _ in range(100):  # Redis notices a closed connection on its next turn
+            if kept.info("clients")["connected_clients"] == 1:
+                break
+            await anyio.sleep(0.02)
+        assert kept.info("clients")["connected_clients"] == 1
+
+
+async def test_a_hit_in_a_workers_own_copy_costs_one_small_read_of_redis(redis_server: RedisServer) -> None:
+    """A hit reads the workspace's generation from Redis, not the list again; refresh reads Census."""
+    census = Census()
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    before = _gets(redis_server)
+    for _ in range(5):
+        assert (await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    assert _gets(redis_server) - before == 5
+    forced = await worker.get(KEY, census.fetch, refresh=True, codec=CODEC)
+    assert not forced.from_cache
+    assert census.reads == 2
+    await worker.aclose()
+
+
+async def test_a_refreshed_copy_replaces_the_old_one(redis_server: RedisServer) -> None:
+    """Past the window the worker asks Redis again (here Redis has let the list go, so Census is read
+    again): the list it gets then is the one it keeps, not the copy it had."""
+    census = Census(label="old")
+    offset = [0.0]
+    worker = _worker(redis_server, now=lambda: time.time() + offset[0])
+    assert _label(await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)) == "old"
+    census.label = "new"
+    with _redis(redis_server) as kept:
+        kept.flushdb()
+    offset[0] = 31
+    assert _label(await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)) == "new"
+    offset[0] = 0
+    assert _label(await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)) == "new"
+    assert census.reads == 2
+    await worker.aclose()
+
+
+async def test_after_a_write_the_next_read_is_shared_again(redis_server: RedisServer) -> None:
+    census = Census()
+    first, second = _worker(redis_server), _worker(redis_server)
+    await first.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    await first.clear(WORKSPACE)
+    census.label = "written"
+    assert not (await first.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    after = await second.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert after.from_cache
+    assert _label(after) == "written"
+    assert census.reads == 2
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_one_worker_reads_while_the_others_wait_for_it_gently(redis_server: RedisServer) -> None:
+    """The reader holds a lock that expires on its own within the window (should it die), and what it
+    stores expires with the window; a worker waiting for it asks Redis every 50 ms, no faster."""
+    census = Census(seconds=0.5)
+    lock = f"{_data_key(KEY, None)}:lock"
+    held_for: list[int] = []
+
+    async def look_at_the_lock() -> None:
+        await anyio.sleep(0.01)  # a moment into the read
+        with _redis(redis_server) as kept:
+            held_for.append(kept.pttl(lock))
+
+    census.during = look_at_the_lock
+    reader, waiter = _worker(redis_server), _worker(redis_server)
+    results: list[Fetched[Listing[Source]]] = []
+    done: list[float] = []
+
+    async def read(cache: SharedListCache) -> None:
+        results.append(await cache.get(KEY, census.fetch, refresh=False, codec=CODEC))
+        done.append(time.monotonic())
+
+    before = _gets(redis_server)
+    async with anyio.create_task_group() as both:
+        both.start_soon(read, reader)
+        await anyio.sleep(0.1)
+        both.start_soon(read, waiter)
+    assert census.reads == 1
+    assert [result.from_cache for result in results] == [False, True]
+    assert 0 < held_for[0] <= 30_000
+    # The waiter has the list within a few polls of its being stored, without asking Redis
+    # hundreds of times meanwhile.
+    assert done[1] - done[0] < 0.5
+    assert _gets(redis_server) - before <= 40
+    with _redis(redis_server) as kept:
+        assert 0 < kept.pttl(_data_key(KEY, None)) <= 30_000
+        assert kept.exists(lock) == 0
+    await reader.aclose()
+    await waiter.aclose()
+
+
+async def test_when_the_reader_fails_the_others_read_for_themselves_at_once(
+    redis_server: RedisServer,
+) -> None:
+    """After a write (the workspace's generation moved on), the reader's Census read fails: the worker
+    waiting on it reads for itself as soon as the lock is gone, and stores what it read for a third."""
+    census = Census(seconds=0.3)
+    reader, waiter, third = _worker(redis_server), _worker(redis_server), _worker(redis_server)
+    await reader.clear(WORKSPACE)
+    census.failing = 1
+    outcomes: list[object] = []
+
+    async def read(cache: SharedListCache) -> None:
+        try:
+            outcomes.append(await cache.get(KEY, census.fetch, refresh=False, codec=CODEC))
+        except RuntimeError as failed:
+            outcomes.append(failed)
+
+    async def waiting() -> None:
+        await anyio.sleep(0.1)
+        await read(waiter)
+
+    started = time.monotonic()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as both:
+            both.start_soon(read, reader)
+            both.start_soon(waiting)
+    assert time.monotonic() - started < 3
+    assert isinstance(outcomes[0], RuntimeError)
+    assert isinstance(outcomes[1], Fetched)
+    assert not outcomes[1].from_cache
+    assert (await third.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    assert census.reads == 2
+    for cache in (reader, waiter, third):
+        await cache.aclose()
+
+
+async def test_a_reader_whose_lock_was_taken_over_leaves_it_alone(redis_server: RedisServer) -> None:
+    """A read that outlived its lock (it expired, and another worker took it) frees no one's lock."""
+    census = Census()
+    lock = f"{_data_key(KEY, None)}:lock"
+
+    async def taken_over() -> None:
+        with _redis(redis_server) as kept:
+            kept.set(lock, "another-worker", px=30_000)
+
+    census.during = taken_over
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    with _redis(redis_server) as kept:
+        assert kept.get(lock) == b"another-worker"
+    await worker.aclose()
+
+
+async def test_redis_going_away_is_said_once_by_whichever_call_meets_it_first(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write may be the first to meet it, or a read, or a read during which Redis died; either way
+    one warning, and the worker's own lists still follow its writes."""
+    census = Census()
+    clock = [0.0]
+    writer, dying = _worker(redis_server), _worker(redis_server)
+    reader = _worker(redis_server, clock=lambda: clock[0])
+    await writer.get(KEY, census.fetch, refresh=False, codec=CODEC)
+
+    async def die() -> None:
+        redis_server.stop()
+
+    census.during = die
+    with caplog.at_level(logging.WARNING, logger="census_mcp.census.shared_cache"):
+        await dying.get(KEY, census.fetch, refresh=True, codec=CODEC)
+        census.during = None
+        said_dying = said_by(caplog, "census_mcp.census.shared_cache")
+        caplog.clear()
+        await writer.clear(WORKSPACE)
+        said_writing = said_by(caplog, "census_mcp.census.shared_cache")
+        caplog.clear()
+        await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)
+        said_reading = said_by(caplog, "census_mcp.census.shared_cache")
+    assert said_dying == said_writing == said_reading == [AWAY_LINE]
+    reads = census.reads
+    await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert census.reads == reads  # its own cache now
+    await reader.clear(WORKSPACE)
+    census.label = "written"
+    assert _label(await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)) == "written"
+    # 30 s later Redis is asked again, and is still away: a refresh still reads Census.
+    clock[0] += 30
+    census.label = "refreshed"
+    assert _label(await reader.get(KEY, census.fetch, refresh=True, codec=CODEC)) == "refreshed"
+    for cache in (writer, reader, dying):
+        await cache.aclose()
+
+
+async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_for_30(
+    redis_server: RedisServer,
+) -> None:
+    """Paused (SIGSTOP), Redis keeps its connections but answers nothing: the call waits 1 s for it,
+    once, and uses the worker's own cache; Redis is asked again 30 s later (by the worker's clock)."""
+    census = Census()
+    clock = [0.0]
+    worker = _worker(redis_server, clock=lambda: clock[0])
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            await worker.get(KEY, census.fetch, refresh=True, codec=CODEC)
+        assert time.monotonic() - started < 1.8
+        started = time.monotonic()
+        await worker.clear(WORKSPACE)  # a write meanwhile does not wait on Redis again
+        assert time.monotonic() - started < 0.5
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    before = _gets(redis_server)
+    clock[0] = 29.9
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert _gets(redis_server) == before
+    clock[0] = 30.0
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert _gets(redis_server) > before
+    await worker.aclose()
+
+
+async def test_a_redis_host_that_never_answers_a_connection_costs_a_call_one_second() -> None:
+    """A host that drops connection attempts (here a listener whose queue is full) is given up on
+    after 1 s, not after the system's minutes of retries."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = []
+        for _ in range(4):  # fill the accept queue; later attempts go unanswered
+            waiting = socket.socket()
+            waiting.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                waiting.connect(("127.0.0.1", port))
+            queued.append(waiting)
+        census = Census()
+        cache = SharedListCache(f"redis://127.0.0.1:{port}/0", 30, local=ListCache(ttl_seconds=30))
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(10):
+                await cache.get(KEY, census.fetch, refresh=False, codec=CODEC)
+            assert time.monotonic() - started < 2.5
+            assert census.reads == 1
+        finally:
+            for waiting in queued:
+                waiting.close()

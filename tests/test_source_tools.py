@@ -199,6 +199,15 @@ async def test_refresh_status_of_an_unknown_job(client: Client, sandbox: Sandbox
         ("get_source", {"source_id": "1/../../sources"}),
         ("get_refresh_tables_status", {"source_id": 1, "refresh_key": "1&x=2"}),
         ("delete_source", {"source_id": 1}),
+        # Census ids are 64-bit: a longer number would only travel to Census in a URL.
+        ("get_source", {"source_id": 2**63}),
+        ("get_source", {"source_id": int("9" * 4000)}),
+        ("update_source", {"source_id": 2**63, "label": "x"}),
+        ("delete_source", {"source_id": 2**63, "confirm_name": "x"}),
+        ("refresh_source_tables", {"source_id": 2**63}),
+        ("get_refresh_tables_status", {"source_id": 2**63, "refresh_key": 1}),
+        ("get_refresh_tables_status", {"source_id": 1, "refresh_key": 2**63}),
+        ("list_source_tables", {"source_id": 2**63}),
     ],
 )
 async def test_ids_are_integers_so_no_other_path_is_reachable(
@@ -206,4 +215,13 @@ async def test_ids_are_integers_so_no_other_path_is_reachable(
 ) -> None:
     text = await call_error(client, tool, arguments)
     assert text.startswith(f"Invalid arguments for {tool}")
+    assert "9999999999" not in text
     assert sandbox.workspace.requests == []
+
+
+async def test_the_largest_64_bit_id_still_reaches_census(client: Client, sandbox: Sandbox) -> None:
+    text = await call_error(client, "get_source", {"source_id": 2**63 - 1})
+    assert f"No source with id {2**63 - 1} exists" in text
+    assert [request.path for request in sandbox.workspace.requests] == [
+        f"{sandbox.prefix}/sources/{2**63 - 1}"
+    ]

@@ -7,7 +7,8 @@ token names a key not yet seen (a rotation), at most once per cooldown. An opaqu
 by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707, or
 the identity provider's name for it), the expiry (with a small allowance for clock skew) and the
 scopes are checked; a token that fails any check is refused, and nothing about why reaches the
-caller.
+caller. A token longer than any identity provider issues is refused unread, and a JWT's header and
+payload are measured before they are decoded: decoding is the cost a forged token would impose.
 
 The JWT checks are PyJWT's (a dependency of the mcp SDK already); only the key cache, the discovery
 of the endpoints and the mapping to the SDK's AccessToken are written here.
@@ -16,7 +17,6 @@ of the endpoints and the mapping to the SDK's AccessToken are written here.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 # Asymmetric algorithms only: `none` and the HMAC family (whose key would be public) never verify.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 CLOCK_SKEW_SECONDS = 60
+# Longer than any access token a provider issues (Entra ID's, with group claims, run to a few KB); a
+# longer one is refused before it is hashed or decoded.
+MAX_BEARER_CHARS = 16 * 1024
+# A JWT header names an algorithm and a key: a few hundred characters, a few KB with a certificate chain.
+_MAX_JWT_HEADER_CHARS = 4096
 # A key id not seen before sends for the keys again (a rotation), at most this often: a caller
 # inventing key ids cannot make this server hammer the identity provider.
 _KEY_FETCHES_PER_MINUTE = 6
@@ -151,6 +156,9 @@ class JwtVerifier(TokenVerifier):
         self._keys = keys
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        if not _fits(token):
+            logger.info("Refused an access token (not three parts of a size a JWT has)")
+            return None
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
@@ -171,6 +179,12 @@ class JwtVerifier(TokenVerifier):
             logger.info("Refused an access token (%s)", type(exc).__name__)
             return None
         return access_token(token, claims, self._config.resource)
+
+
+def _fits(token: str) -> bool:
+    """Whether a token has a JWT's three parts, its header and payload of sizes worth decoding."""
+    parts = token.split(".")
+    return len(parts) == 3 and len(parts[0]) <= _MAX_JWT_HEADER_CHARS and len(parts[1]) <= MAX_BEARER_CHARS
 
 
 class IntrospectionVerifier(TokenVerifier):
@@ -242,7 +256,8 @@ class RememberingVerifier(TokenVerifier):
     """Another verifier's verdicts, kept for a minute (never past a token's expiry; a refusal, five
     seconds) and at most
     _CACHED_VERDICTS of them, keyed by a digest of the token: the gate and the SDK both ask about
-    each request's token, and a client sends the same one many times."""
+    each request's token, and a client sends the same one many times. A token over MAX_BEARER_CHARS
+    is refused here, unread, whatever checks it."""
 
     def __init__(self, inner: TokenVerifier, clock: Callable[[], float] = time.time) -> None:
         self._inner = inner
@@ -250,6 +265,8 @@ class RememberingVerifier(TokenVerifier):
         self._verdicts: OrderedDict[str, tuple[float, AccessToken | None]] = OrderedDict()
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        if len(token) > MAX_BEARER_CHARS:
+            return None
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         kept = self._verdicts.get(key)
@@ -343,9 +360,10 @@ class ResourceServer:
             "resource_name": "census-mcp",
         }
 
-    async def challenge(self, token: str | None, body: bytes) -> Challenge | None:
-        """The status and WWW-Authenticate challenge to answer with, or None to let the call in."""
-        read, write = self.config.read_scope, self.config.write_scope
+    async def admit(self, token: str | None) -> AccessToken | Challenge:
+        """The caller's verified token, judged from the headers alone (before any of the body is read),
+        or the challenge to refuse it with."""
+        read = self.config.read_scope
         # A 401 names the least scope needed: a client signs in to read, and steps up to write only
         # when it writes.
         if token is None:
@@ -356,27 +374,29 @@ class ResourceServer:
             return Challenge(401, self._challenge(*refused, f'scope="{read}"'))
         if read not in access.scopes:
             return Challenge(403, self._challenge('error="insufficient_scope"', f'scope="{read}"'))
-        call = _tool_call(body)
-        if write not in access.scopes and call is not None and call[0] in self.write_tools:
-            header = self._challenge(
-                'error="insufficient_scope"',
-                f'scope="{read} {write}"',
-                f'error_description="This tool changes the workspace: it needs the {write} scope."',
-            )
-            return Challenge(403, header, RefusedWrite(access, *call))
-        return None
+        return access
+
+    def write_refusal(self, access: AccessToken, message: Any) -> Challenge | None:
+        """For an admitted caller, once the body is read and parsed: the step-up challenge when the
+        message calls a tool that writes and the token lacks the write scope, or None."""
+        read, write = self.config.read_scope, self.config.write_scope
+        call = _tool_call(message)
+        if write in access.scopes or call is None or call[0] not in self.write_tools:
+            return None
+        header = self._challenge(
+            'error="insufficient_scope"',
+            f'scope="{read} {write}"',
+            f'error_description="This tool changes the workspace: it needs the {write} scope."',
+        )
+        return Challenge(403, header, RefusedWrite(access, *call))
 
     def _challenge(self, *parts: str) -> str:
         return "Bearer " + ", ".join([*parts, f'resource_metadata="{self.metadata_url}"'])
 
 
-def _tool_call(body: bytes) -> tuple[str, dict[str, Any]] | None:
-    """The tool a JSON-RPC tools/call names and its arguments, or None for any other message (or none
-    at all)."""
-    try:
-        message = json.loads(body)
-    except ValueError:
-        return None
+def _tool_call(message: Any) -> tuple[str, dict[str, Any]] | None:
+    """The tool a JSON-RPC tools/call names and its arguments, or None for any other message. The
+    message comes parsed, by the HTTP gate's one bounded parse of the body."""
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
     params = message.get("params")

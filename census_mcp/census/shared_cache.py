@@ -58,7 +58,10 @@ class SharedListCache:
         *,
         local: ListCache,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` times the waits; `now` is the wall clock a list's age is told by (it travels
+        between hosts as the time Census was read)."""
         self.ttl_seconds = ttl_seconds
         self._local = local
         self._clock = clock
@@ -69,7 +72,7 @@ class SharedListCache:
             retry=Retry(NoBackoff(), 0),
         )
         self._away_until = float("-inf")
-        self._now = time.time
+        self._now = now
 
     def __repr__(self) -> str:
         return f"SharedListCache(ttl_seconds={self.ttl_seconds})"

@@ -12,9 +12,9 @@ from pydantic import Field
 
 from census_mcp.summaries.refresh import RefreshJobStatus, refresh_text
 from census_mcp.tools.base import AppState, census, census_tool, tool_result
-from census_mcp.tools.sources import NotBool, SourceId
+from census_mcp.tools.sources import MAX_ID, NotBool, SourceId
 
-RefreshKey = Annotated[int, Field(ge=1, description="From refresh_source_tables."), NotBool]
+RefreshKey = Annotated[int, Field(ge=1, le=MAX_ID, description="From refresh_source_tables."), NotBool]
 
 
 # Under the 60 s after which common clients give up on a call.

@@ -50,7 +50,9 @@ def reject_bool(value: Any) -> Any:
 
 
 NotBool = BeforeValidator(reject_bool)  # last in each Annotated, so the bounds stay in the schema
-SourceId = Annotated[int, Field(ge=1, description="From list_sources."), NotBool]
+# Census ids are 64-bit: a larger number would only travel to Census in a URL and come back a 404.
+MAX_ID = 2**63 - 1
+SourceId = Annotated[int, Field(ge=1, le=MAX_ID, description="From list_sources."), NotBool]
 
 
 def lower_case(value: Any) -> Any:
