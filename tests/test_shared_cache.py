@@ -1,5 +1,6 @@
 """The shared cache, against a real redis-server started here: workers share one read of each list
-per window, a write through any of them clears it for all, and Redis going away fails no call."""
+per window, a write through any of them clears it for all, whether Redis was paused, killed or
+restarted across it, and Redis going away fails no call."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,9 @@ import anyio
 import httpx2
 import pytest
 
-from census_mcp.census.cache import ListCache
-from census_mcp.census.shared_cache import SharedListCache
+from census_mcp.census.cache import Fetched, ListCache
+from census_mcp.census.models import Listing
+from census_mcp.census.shared_cache import ANNOUNCE_RETRY_SECONDS, SharedListCache
 from census_mcp.sandbox.faults import NO_FAULTS, FaultConfig
 from tests.conftest import Sandbox, running_sandbox
 from tests.test_real_clients import _free_port
@@ -34,25 +37,43 @@ POSTGRES = {"hostname": "db.internal", "port": 5432, "user": "census", "password
 
 @dataclass
 class RedisServer:
-    url: str
+    port: int
     process: subprocess.Popen[bytes]
+    keeping: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """Stopped, not gone: connections still open, and what is sent waits for it to resume."""
+        self.process.send_signal(signal.SIGSTOP)
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of its own, on a free loopback port, keeping nothing on disk."""
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Killed and started again on its port, with what it kept on disk (nothing, by default)."""
+        self.stop()
+        self.process = _start_redis(self.port, self.keeping)
+
+
+def _start_redis(port: int, keeping: Path | None = None) -> subprocess.Popen[bytes]:
+    """redis-server on a loopback port, once it answers PING; keeping its data in an append-only
+    file in `keeping`, written before each answer, or else nothing on disk."""
     binary = shutil.which("redis-server")
     if binary is None:
         message = "redis-server is not installed: apt-get install -y redis-server (.ci/run does)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
     options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if keeping is not None:
+        options += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(keeping)]
     process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
@@ -60,16 +81,29 @@ def redis_server() -> Iterator[RedisServer]:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
                 probe.sendall(b"PING\r\n")
                 if probe.recv(16).startswith(b"+PONG"):
-                    break
+                    return process
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", process)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of its own, on a free loopback port, keeping nothing on disk."""
+    with _redis_server() as server:
+        yield server
+
+
+@contextmanager
+def _redis_server(keeping: Path | None = None) -> Iterator[RedisServer]:
+    port = _free_port()
+    server = RedisServer(port, _start_redis(port, keeping), keeping)
     try:
         yield server
     finally:
-        if process.poll() is None:
+        server.resume()
+        if server.process.poll() is None:
             server.stop()
 
 
@@ -82,8 +116,13 @@ def _list_reads(sandbox: Sandbox) -> int:
     )
 
 
-def _shared(redis: RedisServer) -> SharedListCache:
-    return SharedListCache(redis.url, 30, local=ListCache(ttl_seconds=30))
+def _shared(redis: RedisServer | str, seconds: float = 30) -> SharedListCache:
+    url = redis if isinstance(redis, str) else redis.url
+    return SharedListCache(url, seconds, local=ListCache(ttl_seconds=seconds))
+
+
+def _label(listed: Fetched[Listing[Any]], source_id: int) -> str | None:
+    return next(source.label for source in listed.value.items if source.id == source_id)
 
 
 async def test_workers_share_one_read_per_window_and_a_write_clears_it_for_all(
@@ -127,6 +166,109 @@ async def test_redis_going_away_fails_no_call(
     warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
     assert len(warnings) == 1
     await cache.aclose()
+
+
+async def test_a_write_while_redis_is_paused_is_seen_by_the_other_worker_once_it_resumes(
+    sandbox: Sandbox, redis_server: RedisServer
+) -> None:
+    """A worker reads, then writes, while Redis is stopped: its read finds Redis away, and its write
+    is announced all the same, and taken when Redis resumes, so that the other worker's very next
+    list, and a newly started worker's, show the write."""
+    writer, other = _shared(redis_server), _shared(redis_server)
+    async with sandbox.census(cache=writer) as one, sandbox.census(cache=other) as two:
+        await one.list_sources()
+        assert (await two.list_sources()).from_cache
+        redis_server.pause()
+        try:
+            assert not (await one.list_sources()).from_cache
+            await one.update_source(2, {"label": "Written while Redis was paused"})
+        finally:
+            redis_server.resume()
+        seen = await two.list_sources()
+        assert _label(seen, 2) == "Written while Redis was paused"
+        assert not seen.from_cache
+        newcomer = _shared(redis_server)
+        async with sandbox.census(cache=newcomer) as three:
+            assert _label(await three.list_sources(), 2) == "Written while Redis was paused"
+        # Redis answers again: lists are shared again.
+        reads = _list_reads(sandbox)
+        assert (await two.list_sources()).from_cache
+        assert _list_reads(sandbox) == reads
+    for cache in (writer, other, newcomer):
+        await cache.aclose()
+
+
+async def test_while_redis_is_down_and_once_it_restarts_empty_no_worker_serves_a_list_from_before_a_write(
+    sandbox: Sandbox, redis_server: RedisServer
+) -> None:
+    """Killed: every worker reads Census, as none can know what another wrote. Restarted empty: a
+    worker that kept the list it shared before does not serve it again, nor does a new worker."""
+    caches = [_shared(redis_server) for _ in range(3)]
+    async with (
+        sandbox.census(cache=caches[0]) as one,
+        sandbox.census(cache=caches[1]) as two,
+        sandbox.census(cache=caches[2]) as idle,
+    ):
+        await one.list_sources()
+        assert (await two.list_sources()).from_cache
+        assert (await idle.list_sources()).from_cache
+        redis_server.stop()
+        await two.list_sources()
+        await one.update_source(2, {"label": "Written while Redis was down"})
+        assert _label(await two.list_sources(), 2) == "Written while Redis was down"
+        redis_server.restart()
+        assert _label(await idle.list_sources(), 2) == "Written while Redis was down"
+        caches.append(_shared(redis_server))
+        async with sandbox.census(cache=caches[-1]) as newcomer:
+            assert _label(await newcomer.list_sources(), 2) == "Written while Redis was down"
+    for cache in caches:
+        await cache.aclose()
+
+
+async def test_a_redis_that_comes_back_with_its_lists_serves_them_until_the_write_is_announced(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The window that remains when Redis keeps its data across a restart, and its bound: a write
+    made while Redis was down is announced within ANNOUNCE_RETRY_SECONDS of its coming back, and
+    until then a worker that never saw it go may serve the list it kept."""
+    with _redis_server(keeping=tmp_path) as redis_server:
+        writer, other = _shared(redis_server), _shared(redis_server)
+        async with sandbox.census(cache=writer) as one, sandbox.census(cache=other) as two:
+            await one.list_sources()
+            assert (await two.list_sources()).from_cache
+            redis_server.stop()
+            await one.update_source(2, {"label": "Written while Redis was down"})
+            redis_server.restart()
+            back = time.monotonic()
+            while _label(await two.list_sources(), 2) != "Written while Redis was down":
+                assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
+                await anyio.sleep(0.05)
+        for cache in (writer, other):
+            await cache.aclose()
+
+
+async def test_a_worker_cut_off_from_redis_hides_its_write_from_the_others_for_one_window_at_most(
+    sandbox: Sandbox, redis_server: RedisServer
+) -> None:
+    """The window that remains, and its bound: a worker that cannot reach Redis while the others
+    can cannot tell them of its write, and they serve the list they share until it is as old as the
+    cache window (here 2 s), never longer."""
+    window = 2.0
+    cut_off = _shared(f"redis://127.0.0.1:{_free_port()}/0", window)
+    other = _shared(redis_server, window)
+    async with sandbox.census(cache=cut_off) as one, sandbox.census(cache=other) as two:
+        read = (await two.list_sources()).fetched_at.timestamp()
+        await one.update_source(2, {"label": "Written by a worker Redis cannot hear"})
+        while True:
+            seen = await two.list_sources()
+            if _label(seen, 2) == "Written by a worker Redis cannot hear":
+                break
+            assert seen.fetched_at.timestamp() == read
+            assert time.time() - read < window
+            await anyio.sleep(0.1)
+        assert time.time() - read < window + 1
+    for cache in (cut_off, other):
+        await cache.aclose()
 
 
 def test_two_uvicorn_workers_share_the_cache_across_processes(
