@@ -351,6 +351,16 @@ OPTIONS: tuple[Option, ...] = (
         "With --auth oauth: the RFC 7662 introspection endpoint, for opaque access tokens.",
     ),
     Option(
+        "oauth_require_at_jwt",
+        "--oauth-require-at-jwt",
+        "CENSUS_MCP_OAUTH_REQUIRE_AT_JWT",
+        "With --auth oauth: take only JWT access tokens typed at+jwt (RFC 9068), not generic JWTs "
+        "(typ JWT or none, as Entra ID sends).",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
         "oauth_client_id",
         "--oauth-client-id",
         "CENSUS_MCP_OAUTH_CLIENT_ID",
@@ -480,6 +490,7 @@ class Settings:
     oauth_write_scope: str = "census:write"
     oauth_jwks_url: str | None = None
     oauth_introspection_url: str | None = None
+    oauth_require_at_jwt: bool = False
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     audit_log: str | None = None
