@@ -27,6 +27,11 @@ from census_mcp.census.client import DEFAULT_MAX_CONNECTIONS
 SANDBOX_ORIGIN = "http://census-sandbox.invalid"
 SANDBOX_STATE_OFF = "off"
 _API_PATH = re.compile(r"/api/(v\d+)/?$")
+SANDBOX_PER_PROCESS = (
+    "--sandbox keeps a workspace of its own in each process, so workers or a shared cache "
+    "(--cache-url) would mix several: serve one with `python -m census_mcp.sandbox --port 8080` and "
+    "give every worker the URL and token it prints (--base-url, --token)."
+)
 
 
 def _user_cache_dir() -> Path:
@@ -380,6 +385,15 @@ OPTIONS: tuple[Option, ...] = (
         "File to append the audit trail to, one JSON line per write attempt (default: stderr).",
     ),
     Option(
+        "audit_reads",
+        "--audit-reads",
+        "CENSUS_MCP_AUDIT_READS",
+        "Record every tool call that reads in the audit trail too, not only the writes.",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
         "auth_token",
         "--auth-token",
         "CENSUS_MCP_AUTH_TOKEN",
@@ -494,6 +508,7 @@ class Settings:
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     audit_log: str | None = None
+    audit_reads: bool = False
     auth_token: SecretStr | None = None
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
@@ -521,6 +536,8 @@ class Settings:
                 "--oauth-client-secret (CENSUS_MCP_OAUTH_CLIENT_SECRET) is the secret of a client: "
                 "name the client with --oauth-client-id (CENSUS_MCP_OAUTH_CLIENT_ID) too."
             )
+        if self.sandbox and self.cache_url is not None:
+            raise SettingsError(SANDBOX_PER_PROCESS)
         if self.sandbox:
             return
         if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:
