@@ -1,8 +1,9 @@
 """A stand-in authorization server on loopback, for the OAuth tests that need one to misbehave, or
 to count what it is asked, on purpose (tests/identity_provider.py runs a real one for the rest): it
 publishes its metadata and its keys at /jwks (and at /configured-jwks, which no metadata names),
-counting each fetch, answers RFC 7662 introspection with whatever a test scripts (and records how
-it was asked), and has routes that answer with HTML or never answer. Tests mint its JWTs here."""
+counting each fetch, answers /scripted-jwks and RFC 7662 introspection with whatever a test scripts
+(and records how it was asked), and has routes that answer with HTML or never answer. Tests mint
+its JWTs here."""
 
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ class AuthorizationServer:
         self.configured_jwks_fetches = 0
         """Fetches of /configured-jwks, a key set no discovery document names: only a server told its
         JWKS URL finds it."""
+        self.scripted_jwks: Any = {"keys": [self.key.jwk()]}
+        """What /scripted-jwks answers, with `Cache-Control: max-age=1`: its keys, or something else."""
 
     def mint(self, *, audience: str, scopes: list[str], lifetime: int = 600, **changes: Any) -> str:
         """A signed JWT access token; `changes` override or (as None) drop claims."""
@@ -108,6 +111,9 @@ class AuthorizationServer:
     async def configured_jwks(self, request: Request) -> JSONResponse:
         self.configured_jwks_fetches += 1
         return JSONResponse({"keys": [self.key.jwk()]})
+
+    async def scripted(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.scripted_jwks, headers={"Cache-Control": "max-age=1"})
 
     async def introspect(self, request: Request) -> JSONResponse:
         self.introspected_by = request.headers.get("authorization")
@@ -139,6 +145,7 @@ class AuthorizationServer:
         routes = [
             Route("/jwks", self.jwks),
             Route("/configured-jwks", self.configured_jwks),
+            Route("/scripted-jwks", self.scripted),
             Route("/not-json", self.not_json, methods=["GET", "POST"]),
             Route("/hang", self.hang, methods=["GET", "POST"]),
             Route("/introspect", self.introspect, methods=["POST"]),

@@ -27,11 +27,20 @@ import jwt
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.shared.auth import OAuthToken
 from pydantic import SecretStr
 
 from census_mcp.auth import oauth
-from census_mcp.auth.oauth import ALGORITHMS, access_token, key_lifetime, scopes_of
+from census_mcp.auth.oauth import (
+    ALGORITHMS,
+    TokenKindVerifier,
+    _usable_keys,
+    access_token,
+    is_id_token,
+    key_lifetime,
+    scopes_of,
+)
 from census_mcp.http import create_http_app
 from census_mcp.settings import Settings, SettingsError
 from tests.conftest import Sandbox
@@ -160,6 +169,85 @@ def _call_of(
     return {"json": body, "headers": headers | {"Mcp-Method": "tools/call", "Mcp-Name": tool}}
 
 
+# Pure functions first: a mutant of them is caught in a second, not after the whole module.
+
+
+def test_the_lifetime_of_a_key_set_is_its_max_age_within_bounds() -> None:
+    lifetimes = {
+        "public, max-age=2": 2,
+        "max-age=60, must-revalidate": 60,
+        'max-age="120"': 120,
+        "s-maxage=10, max-age=20": 20,
+        "MAX-AGE=30": 30,
+        "max-age=0": 1,
+        "max-age=86400": 3600,
+        "no-cache": 300,
+        "no-store": 300,
+        "": 300,
+        "s-maxage=10": 300,
+    }
+    assert {header: key_lifetime(header) for header in lifetimes} == lifetimes
+    assert key_lifetime(None) == 300
+
+
+def test_of_a_published_set_only_the_signing_keys_pyjwt_knows_are_used() -> None:
+    signing, unmarked, encrypting = rsa_key("signing"), rsa_key("unmarked"), rsa_key("encrypting")
+    published = [
+        encrypting.jwk() | {"use": "enc"},
+        {"kty": "unknown", "kid": "strange", "use": "sig"},
+        signing.jwk(),
+        {name: value for name, value in unmarked.jwk().items() if name != "use"},
+    ]
+    assert [key.key_id for key in _usable_keys(published)] == ["signing", "unmarked"]
+
+
+@pytest.mark.parametrize("claim", ["nonce", "at_hash", "c_hash", "s_hash"])
+def test_an_id_token_is_known_by_a_claim_only_id_tokens_carry_and_no_scope(claim: str) -> None:
+    claims = {"iss": "https://id.example.com", "sub": "alice", "aud": "app", "exp": 1_900_000_000}
+    assert is_id_token(claims | {claim: "x"})
+    assert not is_id_token(claims)
+    # Keycloak before 25 copies the nonce into access tokens, which grant scopes.
+    assert not is_id_token(claims | {claim: "x", "scope": READ})
+    assert not is_id_token(claims | {claim: "x", "scp": [READ]})
+
+
+@dataclass
+class Recording(TokenVerifier):
+    """A verifier that notes the tokens it is asked about and refuses them."""
+
+    asked: list[str]
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        self.asked.append(token)
+        return None
+
+
+SIGNED = jwt.encode({"sub": "x"}, "a-secret-long-enough-for-hs256-0123456789", algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        (SIGNED, "jwt"),
+        ("opaque-token-without-dots", "opaque"),
+        ("three.dotted.parts", "opaque"),
+        (f"{SIGNED}.with.five", "opaque"),
+        (SIGNED.split(".", 1)[0] + ".two-parts", "opaque"),
+    ],
+)
+async def test_a_token_goes_to_the_keys_if_it_parses_as_a_jwt_else_to_introspection(
+    token: str, kind: str
+) -> None:
+    jwts, opaque = Recording([]), Recording([])
+    assert await TokenKindVerifier(jwts, opaque).verify_token(token) is None
+    assert (jwts.asked, opaque.asked) == (([token], []) if kind == "jwt" else ([], [token]))
+    # With one of the two endpoints unknown, what it would check goes to the other, or is refused.
+    assert await TokenKindVerifier(None, opaque).verify_token(token) is None
+    assert opaque.asked[-1] == token
+    assert await TokenKindVerifier(jwts, None).verify_token(token) is None
+    assert len(jwts.asked) == (2 if kind == "jwt" else 0)
+
+
 async def test_the_sdk_client_registers_itself_signs_in_and_writes(served: Served, sandbox: Sandbox) -> None:
     """Dynamic registration, with the provider's defaults: census-mcp's 401 names both scopes, so
     the client registers for both, and the person's one sign-in lets it read and write."""
@@ -242,6 +330,7 @@ async def test_metadata_and_challenges_follow_the_specs(served: Served, sandbox:
     for elsewhere in ("/.well-known/oauth-protected-resource", "/.well-known/openid-configuration"):
         answer = httpx2.get(served.url.replace("/mcp", elsewhere), timeout=10)
         assert answer.status_code == 404
+        assert answer.json() == {"error": "not_found", "error_description": "Nothing is published here."}
         assert "www-authenticate" not in answer.headers
     missing = _post(served.url, None)
     assert missing.status_code == 401
@@ -405,6 +494,7 @@ def _b64(data: bytes) -> str:
         pytest.param(lambda s: s.mint(exp=None), id="no-expiry"),
         pytest.param(lambda s: s.mint(sub=None), id="no-subject"),
         pytest.param(lambda s: s.mint(key=rsa_key(s.provider.keys[0].kid)), id="signed-by-another-key"),
+        pytest.param(lambda s: s.mint(headers={"kid": None}), id="no-key-id-among-several-keys"),
         pytest.param(_unsigned, id="alg-none"),
         pytest.param(lambda s: _tampered(s.token((READ,))), id="tampered"),
         pytest.param(_hmac_with_the_public_key, id="hs256-with-public-key"),
@@ -422,7 +512,9 @@ def test_a_token_within_the_clock_skew_is_accepted(served: Served) -> None:
     assert _post(served.url, served.mint(lifetime=-20)).status_code == 200
 
 
-def test_a_jwt_is_taken_by_its_type(sandbox: Sandbox, identity_provider: IdentityProvider) -> None:
+def test_a_jwt_is_taken_by_its_type(
+    sandbox: Sandbox, identity_provider: IdentityProvider, caplog: pytest.LogCaptureFixture
+) -> None:
     """RFC 9068's at+jwt always; a generic JWT (Entra ID's) unless --oauth-require-at-jwt; another
     kind of token never."""
     expected = [
@@ -431,6 +523,7 @@ def test_a_jwt_is_taken_by_its_type(sandbox: Sandbox, identity_provider: Identit
         ("AT+JWT", 200, 200),
         ("JWT", 200, 401),
         ("jwt", 200, 401),
+        ("application/jwt", 200, 401),
         (None, 200, 401),
         ("logout+jwt", 401, 401),
         ("token-introspection+jwt", 401, 401),
@@ -439,11 +532,16 @@ def test_a_jwt_is_taken_by_its_type(sandbox: Sandbox, identity_provider: Identit
     ]
     statuses: list[list[int]] = [[] for _ in expected]
     for require in (False, True):
-        with oauth_server(sandbox, identity_provider.issuer, oauth_require_at_jwt=require) as url:
+        with (
+            oauth_server(sandbox, identity_provider.issuer, oauth_require_at_jwt=require) as url,
+            caplog.at_level(logging.INFO, logger=OAUTH_LOG),
+        ):
             for (typ, *_), seen in zip(expected, statuses, strict=True):
                 token = identity_provider.mint(audience=url, scopes=[READ], headers={"typ": typ})
                 seen.append(_post(url, token).status_code)
     assert [(typ, *seen) for (typ, *_), seen in zip(expected, statuses, strict=True)] == expected
+    refused = sum(seen.count(401) for seen in statuses)
+    assert said_by(caplog, OAUTH_LOG) == ["Refused a JWT whose type is not an access token's"] * refused
 
 
 async def test_an_id_token_is_refused_as_an_access_token(
@@ -467,6 +565,9 @@ def test_a_key_id_never_published_is_refused_and_asks_for_the_keys_a_few_times_a
 ) -> None:
     assert _post(served.url, served.token((READ,))).status_code == 200
     fetches = served.provider.requests("/jwks")
+    for _ in range(5):  # keys known: nothing to read
+        assert _post(served.url, served.mint()).status_code == 200
+    assert served.provider.requests("/jwks") == fetches
     for n in range(20):
         invented = served.mint(headers={"kid": f"invented-{n}"})
         assert _post(served.url, invented).status_code == 401
@@ -547,17 +648,31 @@ def test_a_key_removed_from_the_providers_set_stops_verifying_within_the_sets_li
 def test_keys_that_cannot_be_read_again_are_kept_a_grace_period_then_dropped(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The provider stops answering (SIGSTOP) as the set's lifetime (1 s) ends: a token is still
-    checked at once, with the set kept, not after the 5 s a reading may take. Then the provider is
-    gone: the set is kept KEYS_GRACE_SECONDS (here 2 s) past its lifetime, each failed reading
-    logged, then dropped; once the provider is back, its keys are read again, at the next try."""
+    """The provider sends its one key with max-age=1: the set is read again about each second, in
+    the background, and what was remembered of tokens stands (an unchanged set changes nothing).
+    Then the provider stops answering (SIGSTOP) as the set's lifetime ends: a token is still
+    checked at once, with the set kept, not after the 5 s a reading may take. Then it is gone: the
+    set is kept KEYS_GRACE_SECONDS (here 2 s) past its lifetime, each failed reading logged, then
+    dropped, once; when the provider is back, its keys are read again at the next try."""
     monkeypatch.setattr(oauth, "KEYS_GRACE_SECONDS", 2.0)
     with (
         running_identity_provider([rsa_key()], jwks_max_age=1) as provider,
-        oauth_server(sandbox, provider.issuer) as url,
+        oauth_server(sandbox, provider.issuer, **INTROSPECTING) as url,
         caplog.at_level(logging.INFO, logger=OAUTH_LOG),
     ):
-        assert _post(url, provider.token(url, (READ,))).status_code == 200
+        opaque = provider.token(url, (READ,), SERVICE_OPAQUE)
+        read = time.monotonic()
+        while time.monotonic() - read < 2.5:
+            assert _post(url, provider.mint(audience=url, scopes=[READ])).status_code == 200
+            assert _post(url, opaque).status_code == 200
+            time.sleep(0.1)
+        # One reading, then one a second or so; the opaque token introspected once.
+        assert 2 <= provider.requests("/jwks") <= 4
+        assert provider.requests("/token/introspection") == 1
+        # The set's one key verifies a token that names no key id.
+        assert (
+            _post(url, provider.mint(audience=url, scopes=[READ], headers={"kid": None})).status_code == 200
+        )
         provider.process.send_signal(signal.SIGSTOP)
         time.sleep(1.2)
         unseen = provider.mint(audience=url, scopes=[READ])
@@ -567,35 +682,46 @@ def test_keys_that_cannot_be_read_again_are_kept_a_grace_period_then_dropped(
         while _post(url, unseen).status_code == 200:
             assert time.monotonic() - gone < 5
             time.sleep(0.1)
+        time.sleep(1.2)  # one more try fails: the set is dropped once, not again
         provider.restart(provider.keys)
         back = time.monotonic()
         while _post(url, unseen).status_code != 200:
             assert time.monotonic() - back < 3  # read again within the retry interval (here 1 s)
             time.sleep(0.1)
     said = said_by(caplog, OAUTH_LOG)
-    assert any(
-        line.startswith("Could not read the issuer's keys (ConnectError): the last ones") for line in said
+    kept = [
+        line for line in said if line.startswith("Could not read the issuer's keys (ConnectError): the last")
+    ]
+    assert 1 <= len(kept) <= 3
+    dropped = (
+        "Could not read the issuer's keys (ConnectError) past their grace period: JWT access tokens are "
+        "refused until they can be read."
     )
-    assert any(line.endswith("JWT access tokens are refused until they can be read.") for line in said)
+    assert said.count(dropped) == 1
     assert unseen not in caplog.text
 
 
-def test_the_lifetime_of_a_key_set_is_its_max_age_within_bounds() -> None:
-    lifetimes = {
-        "public, max-age=2": 2,
-        "max-age=60, must-revalidate": 60,
-        'max-age="120"': 120,
-        "s-maxage=10, max-age=20": 20,
-        "MAX-AGE=30": 30,
-        "max-age=0": 1,
-        "max-age=86400": 3600,
-        "no-cache": 300,
-        "no-store": 300,
-        "": 300,
-        "s-maxage=10": 300,
-    }
-    assert {header: key_lifetime(header) for header in lifetimes} == lifetimes
-    assert key_lifetime(None) == 300
+def test_a_key_set_read_again_that_is_no_key_set_leaves_the_last_one_in_place(
+    sandbox: Sandbox,
+    authorization_server: AuthorizationServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keys = f"{authorization_server.issuer}/scripted-jwks"
+    try:
+        with (
+            oauth_server(sandbox, authorization_server.issuer, oauth_jwks_url=keys) as url,
+            caplog.at_level(logging.INFO, logger=OAUTH_LOG),
+        ):
+            assert _post(url, authorization_server.mint(audience=url, scopes=[READ])).status_code == 200
+            authorization_server.scripted_jwks = {"keys": "gone"}
+            waited = time.monotonic()
+            kept = "Could not read the issuer's keys (ValueError): the last ones are kept"
+            while not any(line.startswith(kept) for line in said_by(caplog, OAUTH_LOG)):
+                assert time.monotonic() - waited < 5
+                time.sleep(0.1)
+            assert _post(url, authorization_server.mint(audience=url, scopes=[READ])).status_code == 200
+    finally:
+        authorization_server.scripted_jwks = {"keys": [authorization_server.key.jwk()]}
 
 
 def test_an_introspected_token_must_be_active_for_this_server_from_this_issuer_and_unexpired(
@@ -653,21 +779,34 @@ def test_a_refused_token_leaves_one_line_saying_why_and_not_the_token(
 
 
 @pytest.mark.parametrize(
-    ("keys_at", "reason"), [("http://127.0.0.1:9/jwks", "ConnectError"), ("/not-json", "JSONDecodeError")]
+    ("keys_at", "document", "reason"),
+    [
+        ("http://127.0.0.1:9/jwks", None, "ConnectError"),
+        ("/not-json", None, "JSONDecodeError"),
+        ("/scripted-jwks", [{"keys": []}], "ValueError"),
+        ("/scripted-jwks", {"keys": "none"}, "ValueError"),
+        ("/scripted-jwks", {"keys": ["not a key"]}, "ValueError"),
+        ("/scripted-jwks", {"no keys": []}, "ValueError"),
+    ],
 )
 def test_keys_that_cannot_be_had_refuse_the_token_not_the_server(
     sandbox: Sandbox,
     authorization_server: AuthorizationServer,
     caplog: pytest.LogCaptureFixture,
     keys_at: str,
+    document: Any,
     reason: str,
 ) -> None:
     keys = keys_at if keys_at.startswith("http") else f"{authorization_server.issuer}{keys_at}"
-    with (
-        oauth_server(sandbox, authorization_server.issuer, oauth_jwks_url=keys) as url,
-        caplog.at_level(logging.INFO, logger=OAUTH_LOG),
-    ):
-        answer = _post(url, authorization_server.mint(audience=url, scopes=[READ]))
+    authorization_server.scripted_jwks = document
+    try:
+        with (
+            oauth_server(sandbox, authorization_server.issuer, oauth_jwks_url=keys) as url,
+            caplog.at_level(logging.INFO, logger=OAUTH_LOG),
+        ):
+            answer = _post(url, authorization_server.mint(audience=url, scopes=[READ]))
+    finally:
+        authorization_server.scripted_jwks = {"keys": [authorization_server.key.jwk()]}
     assert answer.status_code == 401
     said = said_by(caplog, OAUTH_LOG)
     assert f"Refused an access token ({reason})" in said

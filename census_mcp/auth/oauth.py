@@ -139,13 +139,13 @@ class KeySet:
         self._url = url
         self._http = http
         self._clock = clock
-        self._published: list[dict[str, Any]] | None = None
+        self._published: list[dict[str, Any]] = []
         self._keys: list[jwt.PyJWK] = []
-        self._reads = 0
-        self._lifetime = KEYS_DEFAULT_SECONDS
-        self._refresh_at = float("-inf")
-        self._usable_until = float("-inf")
         self.changes = 0
+        # Set by each reading of the set:
+        self._lifetime: float
+        self._refresh_at: float
+        self._usable_until: float
         self._fetches: deque[float] = deque(maxlen=_KEY_FETCHES_PER_MINUTE)
         self._lock = anyio.Lock()
         self._refresher: asyncio.Task[None] | None = None
@@ -154,18 +154,15 @@ class KeySet:
         found = self._find(kid)
         if found is None:
             # Not read yet, dropped, or a key id not seen before: the issuer may have rotated its keys.
-            reads = self._reads
+            published = self._published
             async with self._lock:
-                if self._reads == reads and self._may_fetch():
+                if self._published is published and self._may_fetch():
                     self._fetches.append(self._clock())
                     await self._fetch()
             found = self._find(kid)
-        self._keep_fresh()
         return found
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
-        if self._clock() >= self._usable_until:
-            return None
         if kid is None:
             return self._keys[0] if len(self._keys) == 1 else None
         return next((key for key in self._keys if key.key_id == kid), None)
@@ -180,50 +177,47 @@ class KeySet:
         document = answer.json()
         published = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(published, list) or not all(isinstance(jwk, dict) for jwk in published):
-            raise ValueError("not a JWK set")
+            raise ValueError  # not a JWK set
         if published != self._published:
             self.changes += 1
         self._published, self._keys = published, _usable_keys(published)
-        self._reads += 1
         self._lifetime = key_lifetime(answer.headers.get("cache-control"))
         self._refresh_at = self._clock() + self._lifetime
         self._usable_until = self._refresh_at + KEYS_GRACE_SECONDS
-
-    def _keep_fresh(self) -> None:
-        """Have the set read again in the background as its lifetime ends, once it has been read."""
-        if self._published is not None and (self._refresher is None or self._refresher.done()):
+        if self._refresher is None:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def _refresh_forever(self) -> None:
         while True:
-            await anyio.sleep(max(0.0, self._refresh_at - self._clock()))
+            await anyio.sleep(self._refresh_at - self._clock())
             try:
                 async with self._lock:
                     await self._fetch()
             except (httpx2.HTTPError, ValueError) as exc:
                 self._refresh_at = self._clock() + min(self._lifetime, KEYS_RETRY_SECONDS)
-                left = self._usable_until - self._clock()
-                if left > 0:
-                    logger.warning(
-                        "Could not read the issuer's keys (%s): the last ones are kept %.0f s more.",
-                        type(exc).__name__,
-                        left,
-                    )
-                elif self._keys:
-                    self._published, self._keys = [], []
-                    self.changes += 1
-                    logger.warning(
-                        "Could not read the issuer's keys (%s) for %.0f s: JWT access tokens are "
-                        "refused until they can be read.",
-                        type(exc).__name__,
-                        self._lifetime + KEYS_GRACE_SECONDS - left,
-                    )
+                self._could_not_read(type(exc).__name__)
+
+    def _could_not_read(self, error: str) -> None:
+        """Keep the last set while its grace lasts; after that, drop it, once."""
+        left = self._usable_until - self._clock()
+        if left > 0:
+            logger.warning(
+                "Could not read the issuer's keys (%s): the last ones are kept %.0f s more.", error, left
+            )
+        elif self._keys:
+            self._published, self._keys = [], []
+            self.changes += 1
+            logger.warning(
+                "Could not read the issuer's keys (%s) past their grace period: JWT access tokens are "
+                "refused until they can be read.",
+                error,
+            )
 
 
 def key_lifetime(cache_control: str | None) -> float:
     """How long a key set may be kept: its Cache-Control max-age, within KEYS_MIN_SECONDS and
     KEYS_MAX_SECONDS, or KEYS_DEFAULT_SECONDS without one."""
-    found = _MAX_AGE.search(cache_control or "")
+    found = _MAX_AGE.search(cache_control) if cache_control else None
     if found is None:
         return KEYS_DEFAULT_SECONDS
     return min(max(float(found.group(1)), KEYS_MIN_SECONDS), KEYS_MAX_SECONDS)
