@@ -129,6 +129,7 @@ def resource_server(settings: Settings) -> ResourceServer:
         introspection_url=settings.oauth_introspection_url,
         client_id=settings.oauth_client_id,
         client_secret=secret.get_secret_value() if secret else None,
+        require_at_jwt=settings.oauth_require_at_jwt,
     )
     return ResourceServer(config, frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only))
 
@@ -170,6 +171,10 @@ class Gate:
         if self.resource is not None and scope["path"] == self.resource.metadata_path:
             # Open to all, as RFC 9728 means it: it is how a client finds where to sign in.
             await JSONResponse(self.resource.metadata(), headers=_METADATA_HEADERS)(scope, receive, send)
+            return
+        if scope["path"].startswith("/.well-known/"):
+            # Nothing else is published there: a client looking for metadata learns it is not here.
+            await _error(404, "not_found", "Nothing is published here.")(scope, receive, send)
             return
         access: AccessToken | None = None
         refusal = self._refusal(scope)

@@ -163,7 +163,8 @@ class CensusMCPServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> Any:
-        """The tool's result, or a ToolError that explains; every attempt to write is audited."""
+        """The tool's result, or a ToolError that explains; every attempt to write is audited (with
+        --audit-reads, every call)."""
         with noting_write_statuses() as statuses:
             try:
                 result = await self._checked_call(name, arguments, context)
@@ -189,9 +190,11 @@ class CensusMCPServer(MCPServer[AppState]):
         *,
         source_id: int | None = None,
     ) -> None:
-        if name in self.write_tools:
+        writes = name in self.write_tools
+        if writes or self.census_settings.audit_reads:
             principal = principal_of(self.census_settings, context.headers if context else None)
             self.audit.record(
+                event="census_write" if writes else "census_read",
                 principal=principal,
                 tool=name,
                 arguments=arguments,

@@ -27,6 +27,11 @@ from census_mcp.census.client import DEFAULT_MAX_CONNECTIONS
 SANDBOX_ORIGIN = "http://census-sandbox.invalid"
 SANDBOX_STATE_OFF = "off"
 _API_PATH = re.compile(r"/api/(v\d+)/?$")
+SANDBOX_PER_PROCESS = (
+    "--sandbox keeps a workspace of its own in each process, so workers or a shared cache "
+    "(--cache-url) would mix several: serve one with `python -m census_mcp.sandbox --port 8080` and "
+    "give every worker the URL and token it prints (--base-url, --token)."
+)
 
 
 def _user_cache_dir() -> Path:
@@ -359,6 +364,16 @@ OPTIONS: tuple[Option, ...] = (
         "With --auth oauth: the RFC 7662 introspection endpoint, for opaque access tokens.",
     ),
     Option(
+        "oauth_require_at_jwt",
+        "--oauth-require-at-jwt",
+        "CENSUS_MCP_OAUTH_REQUIRE_AT_JWT",
+        "With --auth oauth: take only JWT access tokens typed at+jwt (RFC 9068), not generic JWTs "
+        "(typ JWT or none, as Entra ID sends).",
+        parse=_switch,
+        default=False,
+        is_switch=True,
+    ),
+    Option(
         "oauth_client_id",
         "--oauth-client-id",
         "CENSUS_MCP_OAUTH_CLIENT_ID",
@@ -377,6 +392,15 @@ OPTIONS: tuple[Option, ...] = (
         "CENSUS_MCP_AUDIT_LOG",
         "File to append the audit trail to, one JSON line per write attempt (default: stderr when "
         "serving; `census-mcp call` keeps none).",
+    ),
+    Option(
+        "audit_reads",
+        "--audit-reads",
+        "CENSUS_MCP_AUDIT_READS",
+        "Record every tool call that reads in the audit trail too, not only the writes.",
+        parse=_switch,
+        default=False,
+        is_switch=True,
     ),
     Option(
         "auth_token",
@@ -509,9 +533,11 @@ class Settings:
     oauth_write_scope: str = "census:write"
     oauth_jwks_url: str | None = None
     oauth_introspection_url: str | None = None
+    oauth_require_at_jwt: bool = False
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
     audit_log: str | None = None
+    audit_reads: bool = False
     auth_token: SecretStr | None = None
     no_auth: bool = False
     max_request_bytes: int = 512 * 1024
@@ -543,6 +569,8 @@ class Settings:
                 "--oauth-client-secret (CENSUS_MCP_OAUTH_CLIENT_SECRET) is the secret of a client: "
                 "name the client with --oauth-client-id (CENSUS_MCP_OAUTH_CLIENT_ID) too."
             )
+        if self.sandbox and self.cache_url is not None:
+            raise SettingsError(SANDBOX_PER_PROCESS)
         if self.sandbox:
             return
         if self.base_url is None and self.region not in API_VERSIONS[self.api_version].hosts:

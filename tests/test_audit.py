@@ -248,3 +248,28 @@ async def test_a_refresh_whose_answer_is_lost_is_audited_as_unknown(
 def test_a_principal_names_are_cut_short() -> None:
     long = Principal("oauth", subject="s" * 300, client_id="c" * 300).as_json()
     assert long == {"kind": "oauth", "sub": "s" * 199 + "…", "client_id": "c" * 199 + "…"}
+
+
+async def test_with_audit_reads_every_read_is_recorded_too(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--audit-reads: each read, as it went, beside the writes; without it, reads leave nothing."""
+    audit = tmp_path / "audit.jsonl"
+    settings = sandbox.settings(
+        transport="http", auth_token=SecretStr(AUTH_TOKEN), audit_log=str(audit), audit_reads=True
+    )
+    with serving(settings) as url:
+        async with connected(url, AUTH_TOKEN) as client:
+            await call_ok(client, "list_sources", {"test_status": "failed"})
+            await call_ok(client, "get_source", {"source_id": 2})
+            await call_error(client, "get_source", {"source_id": 99999})
+            await call_ok(client, "update_source", {"source_id": 2, "label": "Read and written"})
+    lines = _lines(audit)
+    assert [(line["event"], line["tool"], line["outcome"], line["source_id"]) for line in lines] == [
+        ("census_read", "list_sources", "ok", None),
+        ("census_read", "get_source", "ok", 2),
+        ("census_read", "get_source", "failed", 99999),
+        ("census_write", "update_source", "ok", 2),
+    ]
+    assert lines[2]["census_status"] == 404
+    assert all(line["principal"] == {"kind": "shared-token"} for line in lines)
+    assert AUTH_TOKEN not in audit.read_text()
+    assert sandbox.token not in audit.read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -17,8 +18,9 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from census_mcp import __version__
+from census_mcp.asgi import worker_count
 from census_mcp.http import create_http_app
-from census_mcp.settings import Settings, SettingsError
+from census_mcp.settings import SANDBOX_PER_PROCESS, Settings, SettingsError
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
 from tests.helpers import call_error, call_ok
 from tests.test_stdio import _console_script, _environment
@@ -251,16 +253,69 @@ def test_http_without_auth_is_refused_off_loopback() -> None:
     Settings(transport="http", auth="passthrough").require_credentials(serving_http=True)
 
 
-def test_the_asgi_factory_takes_its_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_asgi_factory_takes_its_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad setting stops the worker with one line, and the status (3) on which uvicorn's and
+    gunicorn's supervisors stop rather than start it again."""
     from census_mcp.asgi import create_app
 
     for name in ("CENSUS_API_TOKEN", "CENSUS_MCP_AUTH_TOKEN", "CENSUS_MCP_NO_AUTH", "CENSUS_MCP_AUTH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CENSUS_MCP_SANDBOX", "1")
-    with pytest.raises(SettingsError, match="CENSUS_MCP_AUTH_TOKEN"):
+    with pytest.raises(SystemExit) as stopped:
         create_app()
+    assert stopped.value.code == 3
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1
+    assert said.startswith("census-mcp: HTTP needs auth: set CENSUS_MCP_AUTH_TOKEN")
     monkeypatch.setenv("CENSUS_MCP_AUTH_TOKEN", AUTH_TOKEN)
     assert callable(create_app())
+
+
+def test_the_sandbox_is_refused_where_workers_or_a_shared_cache_would_mix_several() -> None:
+    """Each process keeps a sandbox of its own: under several workers, or with a shared cache, one
+    line says to serve one sandbox for all of them."""
+    environment = _environment(CENSUS_MCP_SANDBOX="1", CENSUS_MCP_AUTH_TOKEN=AUTH_TOKEN)
+    uvicorn = [sys.executable, "-m", "uvicorn", "census_mcp.asgi:create_app", "--factory"]
+    address = ["--host", "127.0.0.1", "--port", "0"]
+    # uvicorn stops, rather than start the workers again and again (or the run would time out).
+    workers = subprocess.run(
+        [*uvicorn, *address, "--workers", "2"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert f"census-mcp: {SANDBOX_PER_PROCESS}" in workers.stderr.splitlines()
+    assert "Traceback" not in workers.stderr
+    shared = subprocess.run(
+        [_console_script(), "--sandbox", "--transport", "http", "--cache-url", "redis://127.0.0.1:1/0"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (shared.returncode, shared.stderr) == (2, f"census-mcp: {SANDBOX_PER_PROCESS}\n")
+    assert "python -m census_mcp.sandbox" in SANDBOX_PER_PROCESS
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "workers"),
+    [
+        (["uvicorn", "app", "--workers", "4"], {}, 4),
+        (["uvicorn", "app", "--workers=3"], {}, 3),
+        (["gunicorn", "app()", "-w", "2"], {}, 2),
+        (["gunicorn", "app()", "-w5"], {}, 5),
+        (["gunicorn", "app()"], {"GUNICORN_CMD_ARGS": "--workers 6"}, 6),
+        (["uvicorn", "app"], {"WEB_CONCURRENCY": "7"}, 7),
+        (["uvicorn", "app", "--workers", "2"], {"WEB_CONCURRENCY": "7"}, 2),
+        (["uvicorn", "app", "--ws", "auto"], {}, 1),
+        (["uvicorn", "app", "--workers", "many"], {}, 1),
+        (["uvicorn", "app"], {"WEB_CONCURRENCY": "some"}, 1),
+        (["uvicorn", "app"], {}, 1),
+    ],
+)
+def test_the_worker_count_is_read_from_the_servers_command_line_or_environment(
+    argv: list[str], environ: dict[str, str], workers: int
+) -> None:
+    assert worker_count(argv, environ) == workers
 
 
 async def test_the_factory_app_serves_over_loopback(

@@ -1,5 +1,5 @@
 """The audit trail: one JSON line for every attempt to change the workspace, whoever made it, in
-every auth mode, whether it worked or not.
+every auth mode, whether it worked or not; with --audit-reads, for every call that reads too.
 
 Security teams ask who deleted a source; a line here answers: when, which principal (an OAuth
 subject and client, the shared token, a short digest of a passthrough token, or the local user of
@@ -30,6 +30,7 @@ from census_mcp.tools.base import OutcomeUnknown, bearer_token
 from census_mcp.untrusted import clean
 
 Outcome = Literal["ok", "refused", "failed", "unknown"]
+Event = Literal["census_write", "census_read"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Principal:
 
 
 class AuditTrail:
-    """Appends one line per write attempt to a stream (stderr, or a file opened for appending)."""
+    """Appends one line per write attempt (or read, with --audit-reads) to a stream (stderr, or a
+    file opened for appending)."""
 
     def __init__(self, stream: TextIO | None, secrets: Iterable[str] = ()) -> None:
         self._stream = stream
@@ -70,6 +72,7 @@ class AuditTrail:
     def record(
         self,
         *,
+        event: Event = "census_write",
         principal: Principal,
         tool: str,
         arguments: dict[str, Any],
@@ -82,7 +85,7 @@ class AuditTrail:
         given = arguments.get("source_id")
         line = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "event": "census_write",
+            "event": event,
             "principal": principal.as_json(),
             "tool": tool,
             "source_id": source_id if source_id is not None else given if _is_id(given) else None,

@@ -1,14 +1,15 @@
 """OAuth 2.1 resource-server mode: access tokens from the company's identity provider, checked here.
 
 The MCP authorization spec makes this server a resource server: it names its authorization server
-in protected-resource metadata (RFC 9728), and checks each access token it is given. A JWT is
-checked against the issuer's published keys (JWKS), fetched once, kept, and fetched again when a
-token names a key not yet seen (a rotation), at most once per cooldown. An opaque token is checked
-by RFC 7662 introspection. Either way the issuer, the audience (this server's own URL, RFC 8707, or
-the identity provider's name for it), the expiry (with a small allowance for clock skew) and the
-scopes are checked; a token that fails any check is refused, and nothing about why reaches the
-caller. A token longer than any identity provider issues is refused unread, and a JWT's header and
-payload are measured before they are decoded: decoding is the cost a forged token would impose.
+in protected-resource metadata (RFC 9728), and checks each access token it is given. A token that
+parses as a JWT is checked against the issuer's published keys (JWKS), which are kept as long as
+the issuer says they may be and read again in the background, and at once for a key id not yet
+seen (a rotation); any other token is checked by RFC 7662 introspection. Either way the issuer, the
+audience (this server's own URL, RFC 8707, or the identity provider's name for it), the expiry
+(with a small allowance for clock skew) and the scopes are checked; a token that fails any check is
+refused, and nothing about why reaches the caller. A token longer than any identity
+provider issues is refused unread, and a JWT's header and payload are measured before they are
+decoded: decoding is the cost a forged token would impose.
 
 The JWT checks are PyJWT's (a dependency of the mcp SDK already); only the key cache, the discovery
 of the endpoints and the mapping to the SDK's AccessToken are written here.
@@ -16,8 +17,11 @@ of the endpoints and the mapping to the SDK's AccessToken are written here.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import logging
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -44,6 +48,23 @@ _MAX_JWT_HEADER_CHARS = 4096
 # inventing key ids cannot make this server hammer the identity provider.
 _KEY_FETCHES_PER_MINUTE = 6
 _FETCH_TIMEOUT_SECONDS = 5.0
+# How long a key set is kept: the Cache-Control max-age its issuer sends, within these bounds, or the
+# default without one. A set that cannot be read again is kept KEYS_GRACE_SECONDS longer, tried
+# again every KEYS_RETRY_SECONDS at most (sooner for a shorter lifetime), then dropped.
+KEYS_DEFAULT_SECONDS = 300.0
+KEYS_MIN_SECONDS = 1.0
+KEYS_MAX_SECONDS = 3600.0
+KEYS_GRACE_SECONDS = 300.0
+KEYS_RETRY_SECONDS = 30.0
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+# RFC 9068 section 4: `typ` is at+jwt (or its media type); JWT, or none, is a generic JWT, which
+# Entra ID's access tokens are. Compared without regard to case (RFC 7515 section 4.1.9).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+GENERIC_JWT_TYPES = frozenset({"jwt", "application/jwt"})
+# Claims only an OpenID Connect ID token carries, which grants no scope: such a token offered as an
+# access token is refused, whatever its audience. (Keycloak before 25 copies `nonce` into its access
+# tokens, which do carry scopes.)
+_ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash")
 _CACHED_VERDICTS = 1024
 _VERDICT_SECONDS = 60.0
 # A refusal is kept only briefly: it may have come from keys that were being rotated.
@@ -69,15 +90,17 @@ class OAuthConfig:
     client_id: str | None = None
     """For introspection: how this server authenticates to the authorization server."""
     client_secret: str | None = None
+    require_at_jwt: bool = False
+    """Refuse a JWT whose `typ` is not at+jwt (RFC 9068), generic JWTs included."""
 
     def __repr__(self) -> str:
         return f"OAuthConfig(issuer={self.issuer!r}, resource={self.resource!r}, audience={self.audience!r})"
 
 
 async def discover(config: OAuthConfig, http: httpx2.AsyncClient) -> OAuthConfig:
-    """The config with its JWKS and introspection endpoints filled in from the issuer's metadata
-    (RFC 8414, then OpenID discovery) where they were not given."""
-    if config.jwks_url or config.introspection_url:
+    """The config with its JWKS and introspection endpoints filled in, where they were not given,
+    from the issuer's metadata (RFC 8414, then OpenID discovery)."""
+    if config.jwks_url and config.introspection_url:
         return config
     issuer = config.issuer.rstrip("/")
     parts = urlsplit(issuer)
@@ -95,9 +118,12 @@ async def discover(config: OAuthConfig, http: httpx2.AsyncClient) -> OAuthConfig
             continue
         if metadata and str(metadata.get("issuer", "")).rstrip("/") != issuer:
             raise OAuthSetupError(f"The metadata at {url} names another issuer; check --oauth-issuer.")
-        jwks, introspection = metadata.get("jwks_uri"), metadata.get("introspection_endpoint")
+        jwks = config.jwks_url or metadata.get("jwks_uri")
+        introspection = config.introspection_url or metadata.get("introspection_endpoint")
         if jwks or introspection:
-            return OAuthConfig(**{**config.__dict__, "jwks_url": jwks, "introspection_url": introspection})
+            return dataclasses.replace(config, jwks_url=jwks, introspection_url=introspection)
+    if config.jwks_url or config.introspection_url:
+        return config  # no metadata to complete them from: the endpoint given is all there is
     raise OAuthSetupError(
         f"Neither {candidates[0]} nor {candidates[1]} names a jwks_uri or an introspection_endpoint: "
         "check --oauth-issuer, or give --oauth-jwks-url or --oauth-introspection-url."
@@ -105,7 +131,13 @@ async def discover(config: OAuthConfig, http: httpx2.AsyncClient) -> OAuthConfig
 
 
 class KeySet:
-    """The issuer's signing keys, fetched on first use and again for a key id not yet seen."""
+    """The issuer's signing keys, kept as long as the issuer says they may be and read again in the
+    background as that ends, so that a call never waits for them; read at once, a few times a
+    minute at most, when a token names a key id not yet seen (a rotation). A key gone from the set
+    stops verifying as soon as the new set is read, and `changes` counts the sets read that differ
+    from the last, so that verdicts reached with other keys can be forgotten too. A set that cannot
+    be read again is kept for a grace period, tried again meanwhile, then dropped; each failure is
+    logged."""
 
     def __init__(
         self, url: str, http: httpx2.AsyncClient, clock: Callable[[], float] = time.monotonic
@@ -113,43 +145,107 @@ class KeySet:
         self._url = url
         self._http = http
         self._clock = clock
-        self._keys: jwt.PyJWKSet | None = None
+        self._published: list[dict[str, Any]] = []
+        self._keys: list[jwt.PyJWK] = []
+        self.changes = 0
+        # Set by each reading of the set:
+        self._lifetime: float
+        self._refresh_at: float
+        self._usable_until: float
         self._fetches: deque[float] = deque(maxlen=_KEY_FETCHES_PER_MINUTE)
         self._lock = anyio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None) -> jwt.PyJWK | None:
-        seen = self._keys
-        found = None if seen is None else _find(seen, kid)
+        found = self._find(kid)
         if found is None:
-            # First use, or a key id not seen before: the issuer may have rotated its keys.
+            # Not read yet, dropped, or a key id not seen before: the issuer may have rotated its keys.
+            published = self._published
             async with self._lock:
-                if self._keys is seen and self._may_fetch():
+                if self._published is published and self._may_fetch():
+                    self._fetches.append(self._clock())
                     await self._fetch()
-            found = None if self._keys is None else _find(self._keys, kid)
+            found = self._find(kid)
         return found
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None:
+            return self._keys[0] if len(self._keys) == 1 else None
+        return next((key for key in self._keys if key.key_id == kid), None)
 
     def _may_fetch(self) -> bool:
         recent = len(self._fetches) == self._fetches.maxlen
         return not recent or self._clock() - self._fetches[0] >= 60.0
 
     async def _fetch(self) -> None:
-        self._fetches.append(self._clock())
         answer = await self._http.get(self._url, timeout=_FETCH_TIMEOUT_SECONDS)
         answer.raise_for_status()
-        self._keys = jwt.PyJWKSet.from_dict(answer.json())
+        document = answer.json()
+        published = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(published, list) or not all(isinstance(jwk, dict) for jwk in published):
+            raise ValueError  # not a JWK set
+        if published != self._published:
+            self.changes += 1
+        self._published, self._keys = published, _usable_keys(published)
+        self._lifetime = key_lifetime(answer.headers.get("cache-control"))
+        self._refresh_at = self._clock() + self._lifetime
+        self._usable_until = self._refresh_at + KEYS_GRACE_SECONDS
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await anyio.sleep(self._refresh_at - self._clock())
+            try:
+                async with self._lock:
+                    await self._fetch()
+            except (httpx2.HTTPError, ValueError) as exc:
+                self._refresh_at = self._clock() + min(self._lifetime, KEYS_RETRY_SECONDS)
+                self._could_not_read(type(exc).__name__)
+
+    def _could_not_read(self, error: str) -> None:
+        """Keep the last set while its grace lasts; after that, drop it, once."""
+        left = self._usable_until - self._clock()
+        if left > 0:
+            logger.warning(
+                "Could not read the issuer's keys (%s): the last ones are kept %.0f s more.", error, left
+            )
+        elif self._keys:
+            self._published, self._keys = [], []
+            self.changes += 1
+            logger.warning(
+                "Could not read the issuer's keys (%s) past their grace period: JWT access tokens are "
+                "refused until they can be read.",
+                error,
+            )
 
 
-def _find(keys: jwt.PyJWKSet, kid: str | None) -> jwt.PyJWK | None:
-    if kid is None:
-        return keys.keys[0] if len(keys.keys) == 1 else None
-    try:
-        return keys[kid]
-    except KeyError:
-        return None
+def key_lifetime(cache_control: str | None) -> float:
+    """How long a key set may be kept: its Cache-Control max-age, within KEYS_MIN_SECONDS and
+    KEYS_MAX_SECONDS, or KEYS_DEFAULT_SECONDS without one."""
+    found = _MAX_AGE.search(cache_control) if cache_control else None
+    if found is None:
+        return KEYS_DEFAULT_SECONDS
+    return min(max(float(found.group(1)), KEYS_MIN_SECONDS), KEYS_MAX_SECONDS)
+
+
+def _usable_keys(published: list[dict[str, Any]]) -> list[jwt.PyJWK]:
+    """The keys of a set that sign and that PyJWT can verify with; others (for encryption, or of an
+    unknown type) are left out."""
+    usable = []
+    for jwk in published:
+        if jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            usable.append(jwt.PyJWK(jwk))
+        except jwt.PyJWTError:
+            continue
+    return usable
 
 
 class JwtVerifier(TokenVerifier):
-    """A JWT access token (RFC 9068): signed by one of the issuer's keys, for this server, unexpired."""
+    """A JWT access token (RFC 9068): an access token by its type, signed by one of the issuer's keys,
+    for this server, unexpired."""
 
     def __init__(self, config: OAuthConfig, keys: KeySet) -> None:
         self._config = config
@@ -162,6 +258,9 @@ class JwtVerifier(TokenVerifier):
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
+                return None
+            if not self._is_access_token_type(header.get("typ", "JWT")):
+                logger.info("Refused a JWT whose type is not an access token's")
                 return None
             key = await self._keys.key(header.get("kid"))
             if key is None:
@@ -178,7 +277,20 @@ class JwtVerifier(TokenVerifier):
         except (jwt.PyJWTError, httpx2.HTTPError, ValueError) as exc:
             logger.info("Refused an access token (%s)", type(exc).__name__)
             return None
+        if is_id_token(claims):
+            logger.info("Refused an ID token offered as an access token")
+            return None
         return access_token(token, claims, self._config.resource)
+
+    def _is_access_token_type(self, typ: Any) -> bool:
+        kind = typ.lower() if isinstance(typ, str) else None
+        return kind in ACCESS_TOKEN_TYPES or (kind in GENERIC_JWT_TYPES and not self._config.require_at_jwt)
+
+
+def is_id_token(claims: Mapping[str, Any]) -> bool:
+    """Whether verified claims are an OpenID Connect ID token's: a claim only ID tokens carry, and
+    no scope."""
+    return any(claim in claims for claim in _ID_TOKEN_CLAIMS) and not scopes_of(claims)
 
 
 def _fits(token: str) -> bool:
@@ -253,16 +365,22 @@ def scopes_of(claims: Mapping[str, Any]) -> list[str]:
 
 
 class RememberingVerifier(TokenVerifier):
-    """Another verifier's verdicts, kept for a minute (never past a token's expiry; a refusal, five
-    seconds) and at most
+    """Another verifier's verdicts, kept for a minute (never past a token's expiry, nor past a change
+    `generation` reports, such as a new key set; a refusal, five seconds) and at most
     _CACHED_VERDICTS of them, keyed by a digest of the token: the gate and the SDK both ask about
     each request's token, and a client sends the same one many times. A token over MAX_BEARER_CHARS
     is refused here, unread, whatever checks it."""
 
-    def __init__(self, inner: TokenVerifier, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        inner: TokenVerifier,
+        clock: Callable[[], float] = time.time,
+        generation: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._inner = inner
         self._clock = clock
-        self._verdicts: OrderedDict[str, tuple[float, AccessToken | None]] = OrderedDict()
+        self._generation = generation
+        self._verdicts: OrderedDict[str, tuple[float, int, AccessToken | None]] = OrderedDict()
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if len(token) > MAX_BEARER_CHARS:
@@ -270,29 +388,60 @@ class RememberingVerifier(TokenVerifier):
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         kept = self._verdicts.get(key)
-        if kept is not None and kept[0] > now:
+        if kept is not None and kept[0] > now and kept[1] == self._generation():
             self._verdicts.move_to_end(key)
-            return kept[1]
+            return kept[2]
+        generation = self._generation()
         verdict = await self._inner.verify_token(token)
         until = now + (_VERDICT_SECONDS if verdict is not None else _REFUSAL_SECONDS)
         if verdict is not None and verdict.expires_at is not None:
             until = min(until, verdict.expires_at)
-        self._verdicts[key] = (until, verdict)
+        self._verdicts[key] = (until, generation, verdict)
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > _CACHED_VERDICTS:
             self._verdicts.popitem(last=False)
         return verdict
 
 
+class TokenKindVerifier(TokenVerifier):
+    """A token that parses as a JWT goes to the keys; any other, or a JWT where no keys are known,
+    to introspection; a token neither can check is refused."""
+
+    def __init__(self, jwts: TokenVerifier | None, opaque: TokenVerifier | None) -> None:
+        self._jwts = jwts
+        self._opaque = opaque
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        checker = self._jwts if self._jwts is not None and _is_jwt(token) else self._opaque
+        return None if checker is None else await checker.verify_token(token)
+
+
+def _is_jwt(token: str) -> bool:
+    """Whether a token is shaped as a signed JWT: three dot-separated parts, the first a JSON header
+    (measured before it is decoded)."""
+    if token.count(".") != 2 or len(token.partition(".")[0]) > _MAX_JWT_HEADER_CHARS:
+        return False
+    try:
+        jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
+    return True
+
+
 class DiscoveringVerifier(TokenVerifier):
     """Finds the issuer's endpoints on first use (so that a server starts while its identity
-    provider is briefly away), then checks JWTs against the JWKS, or opaque tokens by introspection
-    when only that endpoint is known."""
+    provider is briefly away), then checks each token by its kind: a JWT against the JWKS, any other
+    by introspection."""
 
     def __init__(self, config: OAuthConfig) -> None:
         self._config = config
         self._inner: TokenVerifier | None = None
+        self._keys: KeySet | None = None
         self._lock = anyio.Lock()
+
+    def key_set_changes(self) -> int:
+        """How many times the issuer's key set has changed: verdicts reached before may not stand."""
+        return 0 if self._keys is None else self._keys.changes
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -307,10 +456,11 @@ class DiscoveringVerifier(TokenVerifier):
             if self._inner is None:
                 http = httpx2.AsyncClient(follow_redirects=False)
                 config = await discover(self._config, http)
-                if config.jwks_url:
-                    self._inner = JwtVerifier(config, KeySet(config.jwks_url, http))
-                else:
-                    self._inner = IntrospectionVerifier(config, http)
+                self._keys = KeySet(config.jwks_url, http) if config.jwks_url else None
+                self._inner = TokenKindVerifier(
+                    JwtVerifier(config, self._keys) if self._keys else None,
+                    IntrospectionVerifier(config, http) if config.introspection_url else None,
+                )
             return self._inner
 
 
@@ -339,13 +489,16 @@ class Challenge:
 class ResourceServer:
     """OAuth mode at the HTTP edge: the protected-resource metadata (RFC 9728) that lets clients find
     the authorization server, and the challenges (RFC 6750) for a missing or refused token, a token
-    without the read scope, and a write without the write scope, which names both scopes so that a
-    client can sign in again with more (step-up)."""
+    without the read scope, and a write without the write scope. A sign-in (401) and a write
+    without the write scope (403) name both scopes: a client that registers itself registers for
+    the scopes of its first sign-in, and many providers refuse it any scope beyond them later, so a
+    client signed in for reading alone could never step up to write (see the README)."""
 
     def __init__(self, config: OAuthConfig, write_tools: frozenset[str]) -> None:
         self.config = config
         self.write_tools = write_tools
-        self.verifier = RememberingVerifier(DiscoveringVerifier(config))
+        discovering = DiscoveringVerifier(config)
+        self.verifier = RememberingVerifier(discovering, generation=discovering.key_set_changes)
         resource = urlsplit(config.resource)
         # RFC 9728 section 3.1: the well-known name goes between the host and the resource's path.
         self.metadata_path = "/.well-known/oauth-protected-resource" + resource.path.rstrip("/")
@@ -363,15 +516,15 @@ class ResourceServer:
     async def admit(self, token: str | None) -> AccessToken | Challenge:
         """The caller's verified token, judged from the headers alone (before any of the body is read),
         or the challenge to refuse it with."""
-        read = self.config.read_scope
-        # A 401 names the least scope needed: a client signs in to read, and steps up to write only
-        # when it writes.
+        read, write = self.config.read_scope, self.config.write_scope
+        # A 401 asks for both scopes: a client that signed in to read alone would have to step up at
+        # its first write, and some providers will not re-consent a dynamically registered client.
         if token is None:
-            return Challenge(401, self._challenge(f'scope="{read}"'))
+            return Challenge(401, self._challenge(f'scope="{read} {write}"'))
         access = await self.verifier.verify_token(token)
         if access is None:
             refused = 'error="invalid_token"', 'error_description="The token was not accepted."'
-            return Challenge(401, self._challenge(*refused, f'scope="{read}"'))
+            return Challenge(401, self._challenge(*refused, f'scope="{read} {write}"'))
         if read not in access.scopes:
             return Challenge(403, self._challenge('error="insufficient_scope"', f'scope="{read}"'))
         return access
