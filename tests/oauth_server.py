@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.client.auth import OAuthClientProvider
 from mcp.server.auth.provider import (
@@ -44,6 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from tests.conftest import serve_on_loopback
+
 READ, WRITE = "census:read", "census:write"
 
 
@@ -57,19 +57,9 @@ def bound_socket() -> socket.socket:
 
 @contextmanager
 def serving_socket(app: Any, sock: socket.socket, *, lifespan: str = "off") -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the loopback server did not start")
-        time.sleep(0.01)
-    try:
+    """Serve `app` on `sock`; a request left hanging (at /hang) does not hold up the end."""
+    with serve_on_loopback(app, lifespan=lifespan, sock=sock):
         yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass

@@ -37,7 +37,7 @@ playwright_api = pytest.importorskip(
 )
 expect, async_playwright = playwright_api.expect, playwright_api.async_playwright
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("browser")]  # one Chromium, one bundle
 
 HOST = "http://host.test"
 SHOTS = ROOT / "build" / "app-screenshots"

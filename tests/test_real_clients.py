@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What `census-mcp --sandbox` serves: 60 sources from seed 7, by id.
 SOURCES = {source["id"]: source for source in build_workspace(60, 7)}
 FAILING_IDS = {source_id for source_id, source in SOURCES.items() if source["last_test_succeeded"] is False}
+pytestmark = pytest.mark.xdist_group("real-clients")  # one census-mcp over HTTP for the module
 TOKEN = "real-clients-token"
 # The Inspector CLI's exit codes (EXIT_CODES in its cli build) for an isError result and a refused login.
 TOOL_ERROR_EXIT = 5
@@ -134,9 +136,9 @@ def http_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @contextmanager
 def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
     """`census-mcp --transport http --sandbox` as its own process, its stderr in `log`, up once
-    /healthz answers; yields its port."""
-    port = _free_port()
-    address = ["--host", "127.0.0.1", "--port", str(port)]
+    /healthz answers; yields its port. It binds a free port itself (--port 0) and says which, so
+    that no other process can take the port between a probe and the bind."""
+    address = ["--host", "127.0.0.1", "--port", "0"]
     with log.open("w") as stderr:
         server = subprocess.Popen(
             [_console_script(), "--transport", "http", *address, "--sandbox", *options],
@@ -146,6 +148,7 @@ def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
             stderr=stderr,
         )
     try:
+        port = _serving_port(server, log)
         _wait_until_healthy(f"http://127.0.0.1:{port}", server, log)
         yield port
     finally:
@@ -155,6 +158,17 @@ def census_mcp_over_http(log: Path, token: str, *options: str) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _serving_port(server: subprocess.Popen[bytes], log: Path) -> int:
+    """The port census-mcp says it serves on, once it says so."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        said = re.search(r"serving MCP at http://127\.0\.0\.1:(\d+)/mcp", log.read_text(errors="replace"))
+        if said:
+            return int(said.group(1))
+        time.sleep(0.02)
+    pytest.fail(f"the HTTP server did not say where it serves (exit {server.poll()}): {log.read_text()}")
 
 
 def _wait_until_healthy(root: str, server: subprocess.Popen[bytes], log: Path) -> None:
