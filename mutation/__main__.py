@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mutation.generate import Mutant, Target, mutants_of
 from mutation.record import FullRun, Record, digest
-from mutation.run import Baseline, BaselineError, Outcome, baseline, run, warm_up
+from mutation.run import BaselineError, Outcome, baselines, run, warm_up
 
 ROOT = Path(__file__).resolve().parent.parent
 _MARKS = {"killed": ".", "timed out": "T", "survived": "S"}
@@ -67,19 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     used = [target for target in targets if any(mutant.target == target for mutant in mutants)]
     print(f"== mutants: {len(mutants)} of {len(used)} modules, {args.jobs} at a time", flush=True)
     warm_up(used, root)
-    baselines: dict[Target, Baseline] = {}
-    for target in used:
-        try:
-            baselines[target] = known = baseline(target, root)
-        except BaselineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"   {target.path}: {len(known.tests)} tests, {known.total:.1f} s without a mutant", flush=True)
+    try:
+        known = baselines(used, root, args.jobs)
+    except BaselineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for target, measured in known.items():
+        print(f"   {target.path}: {len(measured.tests)} tests, {measured.total:.1f} s without a mutant")
 
     def done(outcome: Outcome) -> None:
         print(_MARKS[outcome.status], end="", flush=True)
 
-    outcomes = run(mutants, baselines=baselines.__getitem__, jobs=args.jobs, root=root, done=done)
+    outcomes = run(mutants, baselines=known.__getitem__, jobs=args.jobs, root=root, done=done)
     print()
     failed = report(outcomes, accepted, listed_in=args.accepted, complete=complete, gone=gone)
     if args.full:

@@ -120,21 +120,36 @@ def warm_up(targets: Sequence[Target], root: Path) -> None:
     gc.freeze()
 
 
-def baseline(target: Target, root: Path) -> Baseline:
-    """The target's tests without a mutant, named one by one as a mutant will name them, under
-    coverage; BaselineError if they do not pass."""
+def baselines(targets: Sequence[Target], root: Path, at_once: int) -> dict[Target, Baseline]:
+    """Each target's tests without a mutant, `at_once` targets at a time: collected first, to name
+    them one by one as a mutant will, then run by those names under coverage. BaselineError when
+    a target's tests fail, or none is found."""
     with tempfile.TemporaryDirectory() as scratch:
-        collected = Path(scratch, "collected.json")
-        _baseline_child(_Job(target, None, target.tests, ("--collect-only",), collected), root)
-        tests = tuple(json.loads(collected.read_text())["tests"])
-        if not tests:
-            raise BaselineError(f"no test of {target.path} was found: see {' '.join(target.tests)}")
-        measured = Path(scratch, "measured.json")
-        started = time.monotonic()
-        _baseline_child(_Job(target, None, tests, (), measured), root)
-        elapsed = time.monotonic() - started
-        seen = json.loads(measured.read_text())
-    seconds = {test: seen["seconds"].get(test, 0.0) for test in tests}
+        collecting = [
+            _Job(target, None, target.tests, ("--collect-only",), Path(scratch, f"{index}.collected"))
+            for index, target in enumerate(targets)
+        ]
+        _all_pass(collecting, root, at_once)
+        measuring = []
+        for index, job in enumerate(collecting):
+            assert job.out is not None
+            tests = tuple(json.loads(job.out.read_text())["tests"])
+            if not tests:
+                raise BaselineError(
+                    f"no test of {job.target.path} was found: see {' '.join(job.target.tests)}"
+                )
+            measuring.append(_Job(job.target, None, tests, (), Path(scratch, f"{index}.measured")))
+        took = _all_pass(measuring, root, at_once)
+        return {
+            job.target: _baseline_of(job, seconds, root) for job, seconds in zip(measuring, took, strict=True)
+        }
+
+
+def _baseline_of(job: _Job, elapsed: float, root: Path) -> Baseline:
+    """What a measured run of a target's tests saw, as a Baseline."""
+    assert job.out is not None
+    seen = json.loads(job.out.read_text())
+    seconds = {test: seen["seconds"].get(test, 0.0) for test in job.tests}
     reached_by: dict[int, set[str]] = defaultdict(set)
     on_import: set[int] = set()
     for line, contexts in seen["lines"].items():
@@ -144,24 +159,44 @@ def baseline(target: Target, root: Path) -> Baseline:
             else:
                 on_import.add(int(line))
     return Baseline(
-        target=target,
-        tests=tests,
+        target=job.target,
+        tests=tuple(job.tests),
         seconds=seconds,
         overhead=max(0.0, elapsed - sum(seconds.values())),
         reached_by={line: frozenset(names) for line, names in reached_by.items()},
         on_import=frozenset(on_import),
-        statements=_statements((root / target.path).read_text()),
+        statements=_statements((root / job.target.path).read_text()),
     )
 
 
-def _baseline_child(job: _Job, root: Path) -> None:
-    _, status = os.waitpid(_fork(job, root), 0)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise BaselineError(
-            f"the tests of {job.target.path} do not pass without any mutant (pytest exit {code}): "
-            f"run `pytest {' '.join(job.target.tests)}`"
-        )
+def _all_pass(jobs: Sequence[_Job], root: Path, at_once: int) -> list[float]:
+    """Runs the jobs with no mutant, `at_once` at a time; the seconds each took. BaselineError,
+    the others stopped, when one fails."""
+    waiting = list(reversed(list(enumerate(jobs))))
+    running: dict[int, tuple[int, float]] = {}
+    took = [0.0] * len(jobs)
+    try:
+        while waiting or running:
+            while waiting and len(running) < at_once:
+                index, job = waiting.pop()
+                running[_fork(job, root)] = (index, time.monotonic())
+            pid, status = os.waitpid(-1, 0)
+            if pid not in running:
+                continue
+            index, started = running.pop(pid)
+            took[index] = time.monotonic() - started
+            _stop(pid)  # anything the tests left running in its process group
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                target = jobs[index].target
+                raise BaselineError(
+                    f"the tests of {target.path} do not pass without any mutant (pytest exit {code}): "
+                    f"run `pytest {' '.join(target.tests)}`"
+                )
+    finally:
+        for pid in running:
+            _stop(pid)
+    return took
 
 
 def run(
