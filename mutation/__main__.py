@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changed = _changed_lines(args.since, paths)
         mutants = [mutant for mutant in candidates if mutant.line in changed.get(mutant.target.path, ())]
     else:
-        chosen = _gate_choice(candidates, targets, record, args)
+        chosen = _gate_choice(candidates, targets, record, accepted, args)
         if chosen is None:
             return 1
         mutants = chosen
@@ -89,15 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _gate_choice(
-    candidates: list[Mutant], targets: Sequence[Target], record: Record, args: argparse.Namespace
+    candidates: list[Mutant],
+    targets: Sequence[Target],
+    record: Record,
+    accepted: dict[str, str],
+    args: argparse.Namespace,
 ) -> list[Mutant] | None:
-    """CI's mutants: those new to the record, and a sample of the others; None (and why) when
-    more are new than --most."""
+    """CI's mutants: those new to the record, and a sample of the others, killed when recorded, of
+    one module (one baseline to run); None, having said why, when more are new than --most."""
     new = [mutant for mutant in candidates if not record.has_seen(mutant)]
-    recorded = [mutant for mutant in candidates if record.has_seen(mutant)]
-    seed = args.seed if args.seed is not None else _head_seed()
-    chosen = set(random.Random(seed).sample(range(len(recorded)), min(args.sample, len(recorded))))  # noqa: S311
-    sample = [mutant for index, mutant in enumerate(recorded) if index in chosen]
+    killed = [mutant for mutant in candidates if record.has_seen(mutant) and mutant.key not in accepted]
+    chance = random.Random(args.seed if args.seed is not None else _head_seed())  # noqa: S311
+    modules = sorted({mutant.target.path for mutant in killed})
+    sampled_module = chance.choice(modules) if modules else None
+    pool = [mutant for mutant in killed if mutant.target.path == sampled_module]
+    sample = chance.sample(pool, min(args.sample, len(pool)))
     print(f"== the record ({args.record}): the last full run of each module")
     head = _git("rev-parse", "HEAD")
     new_by_module = Counter(mutant.target.path for mutant in new)
@@ -116,11 +122,11 @@ def _gate_choice(
             f"{sampled_by_module[target.path]} sampled"
         )
     if len(new) > args.most:
-        modules = " ".join(f"--module {path}" for path, _ in new_by_module.most_common())
+        behind_modules = " ".join(f"--module {path}" for path, _ in new_by_module.most_common())
         print(
             f"\nThe record is behind: {len(new)} mutants are new to it, more than CI runs "
             f"(--most {args.most}). Run them all and record them, then commit {args.record}:\n"
-            f"  scripts/mutants --full {modules}"
+            f"  scripts/mutants --full {behind_modules}"
         )
         return None
     chosen_ones = {id(mutant) for mutant in [*new, *sample]}
@@ -272,9 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--module", action="append", default=[], help="only this module (repeatable)")
     parser.add_argument("--match", default="", help="only mutants whose key contains this text")
     parser.add_argument("--since", help="only the mutants of lines changed since this git revision")
-    parser.add_argument("--sample", type=int, default=30, help="recorded mutants CI runs again (default 30)")
+    parser.add_argument("--sample", type=int, default=20, help="recorded mutants CI runs again (default 20)")
     parser.add_argument("--seed", type=int, help="chooses the sample (default: from HEAD's commit)")
-    parser.add_argument("--most", type=int, default=150, help="new mutants CI runs before asking for --full")
+    parser.add_argument("--most", type=int, default=100, help="new mutants CI runs before asking for --full")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")
     parser.add_argument("--min-score", type=float, default=95.0, help="of all modules' recorded full runs")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
