@@ -8,8 +8,9 @@ tests import the mutated module, and everything that imports it, anew.
 The baseline, the target's tests without a mutant, runs under coverage and notes which test runs
 which line. A mutant first runs only the tests that reach its statement, those of the quickest
 modules first, and is usually killed by one of them in a fraction of a second; a mutant that
-survives them runs again against all the target's tests, in their order, as it always did. So a
-mutant is reported a survivor exactly when the target's tests all pass with it in place.
+survives them, or overruns the time they were given, runs again against all the target's tests, in
+their order and with their time, as it always did. So a mutant is reported a survivor, or a hang,
+exactly when the target's tests all pass with it in place, or overrun.
 """
 
 from __future__ import annotations
@@ -207,8 +208,8 @@ def run(
     root: Path,
     done: Callable[[Outcome], None],
 ) -> list[Outcome]:
-    """Every mutant against the tests that reach it and, should it survive them, against all its
-    target's tests; `jobs` at a time; `done` hears of each outcome."""
+    """Every mutant against the tests that reach it and, should it survive them or overrun their
+    time, against all its target's tests; `jobs` at a time; `done` hears of each outcome."""
     waiting = list(reversed(mutants))
     # pid -> (mutant, when it began, when this run of it began, seconds allowed, its last run?)
     running: dict[int, tuple[Mutant, float, float, float, bool]] = {}
@@ -238,7 +239,9 @@ def run(
                 if status is None:
                     continue
                 del running[pid]
-                if status == "survived" and not last:
+                # Over the time its first tests were allowed may be a busy machine, not a hang:
+                # all the tests, with all their time, as a survivor gets, decide.
+                if status != "killed" and not last:
                     start(mutant, began, baselines(mutant.target).tests, last=True)
                 else:
                     finish(mutant, began, status)
