@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+import redis
 
 from census_mcp.census.cache import ListCache
 from census_mcp.census.shared_cache import SharedListCache
@@ -51,26 +52,39 @@ def redis_server() -> Iterator[RedisServer]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
-    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
-                probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    # redis-server cannot bind a free port itself and say which (--port 0 turns TCP off): it gets
+    # one probed free, and is asked for its pid, in case another test's server took the port first.
+    for _ in range(5):
+        port = _free_port()
+        options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if _serves_on(process, port):
+            break
+        process.kill()
+        process.wait(timeout=10)
+    else:
+        pytest.fail("redis-server found no free port in five tries")
     server = RedisServer(f"redis://127.0.0.1:{port}/0", process)
     try:
         yield server
     finally:
         if process.poll() is None:
             server.stop()
+
+
+def _serves_on(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether this redis-server process answers on the port: False once it has exited (the port
+    was taken) or when another one answers there."""
+    deadline = time.monotonic() + 10
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=1) as client:
+        while process.poll() is None:
+            try:
+                return bool(client.info("server")["process_id"] == process.pid)
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    return False
 
 
 def _list_reads(sandbox: Sandbox) -> int:
@@ -136,7 +150,6 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
     window; with Redis killed while calls are in flight, every call still answers, and both workers
     go on answering without it."""
     with running_sandbox("v1", size=300) as sandbox:
-        port = _free_port()
         log = (tmp_path / "workers.log").open("w")
         env = _environment(
             CENSUS_API_TOKEN=sandbox.token,
@@ -154,11 +167,12 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
             "--workers",
             "2",
         ]
+        # Port 0: uvicorn binds a free port itself, before it starts the workers, and says which.
         workers = subprocess.Popen(
-            [*uvicorn, "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
+            [*uvicorn, "--host", "127.0.0.1", "--port", "0"], env=env, stdout=log, stderr=log
         )
         try:
-            root = f"http://127.0.0.1:{port}"
+            root = _serving_root(tmp_path / "workers.log", workers)
             _wait_for(root)
             served = anyio.run(_calls, f"{root}/mcp", 60)
             assert served == 60
@@ -197,6 +211,17 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
             workers.terminate()
             workers.wait(timeout=20)
             log.close()
+
+
+def _serving_root(log: Path, server: subprocess.Popen[bytes]) -> str:
+    """http://127.0.0.1:PORT, once uvicorn says it is running there."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        said = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+        if said:
+            return said.group(1)
+        time.sleep(0.05)
+    pytest.fail(f"the workers did not say where they serve (exit {server.poll()}): {log.read_text()}")
 
 
 def _wait_for(root: str) -> None:
