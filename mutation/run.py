@@ -9,8 +9,9 @@ The baseline, the target's tests without a mutant, runs under coverage and notes
 which line. A mutant first runs only the tests that reach its statement, those of the quickest
 modules first, and is usually killed by one of them in a fraction of a second; a mutant that
 survives them, or overruns the time they were given, runs again against all the target's tests, in
-their order and with their time, as it always did. So a mutant is reported a survivor, or a hang,
-exactly when the target's tests all pass with it in place, or overrun.
+their order and with their time, as it always did (and, overrunning that too, once more with four
+times the time, as a busy machine can slow every test). So a mutant is reported a survivor
+exactly when the target's tests all pass with it in place, and a hang only when they overrun.
 """
 
 from __future__ import annotations
@@ -99,10 +100,10 @@ class Baseline:
         modules = sorted(by_module.values(), key=lambda tests: sum(self.seconds[test] for test in tests))
         return tuple(test for tests in modules for test in tests)
 
-    def seconds_allowed(self, tests: Sequence[str]) -> float:
+    def seconds_allowed(self, tests: Sequence[str], patience: float = 1) -> float:
         """How long these tests may take with a mutant in place before it counts as a hang: stopped,
         it counts as killed, as the tests' own time limits would have failed it, only later."""
-        return 2 * (self.overhead + sum(self.seconds[test] for test in tests)) + 5
+        return patience * (2 * (self.overhead + sum(self.seconds[test] for test in tests)) + 5)
 
 
 def warm_up(targets: Sequence[Target], root: Path) -> None:
@@ -209,16 +210,23 @@ def run(
     done: Callable[[Outcome], None],
 ) -> list[Outcome]:
     """Every mutant against the tests that reach it and, should it survive them or overrun their
-    time, against all its target's tests; `jobs` at a time; `done` hears of each outcome."""
+    time, against all its target's tests; `jobs` at a time; `done` hears of each outcome.
+
+    Each run of a mutant is one stage: its first tests, then all its target's tests, then, when
+    those overran their time too, all of them again with four times that. A machine busier than
+    when the baseline was measured slows every test: only a mutant that overruns that as well
+    counts as a hang."""
     waiting = list(reversed(mutants))
-    # pid -> (mutant, when it began, when this run of it began, seconds allowed, its last run?)
-    running: dict[int, tuple[Mutant, float, float, float, bool]] = {}
+    # pid -> (mutant, when it began, when this stage began, seconds allowed, the stage)
+    running: dict[int, tuple[Mutant, float, float, float, str]] = {}
     outcomes: list[Outcome] = []
 
-    def start(mutant: Mutant, began: float, tests: Sequence[str], last: bool) -> None:
-        allowed = baselines(mutant.target).seconds_allowed(tests)
+    def start(mutant: Mutant, began: float, stage: str) -> None:
+        known = baselines(mutant.target)
+        tests = known.tests_for(mutant) if stage == "first" else known.tests
+        allowed = known.seconds_allowed(tests, patience=4 if stage == "patient" else 1)
         pid = _fork(_Job(mutant.target, mutant, tests), root)
-        running[pid] = (mutant, began, time.monotonic(), allowed, last)
+        running[pid] = (mutant, began, time.monotonic(), allowed, stage)
 
     def finish(mutant: Mutant, began: float, status: str) -> None:
         outcome = Outcome(mutant, status, time.monotonic() - began)
@@ -229,20 +237,19 @@ def run(
         while waiting or running:
             while waiting and len(running) < jobs:
                 mutant = waiting.pop()
-                known = baselines(mutant.target)
-                first = known.tests_for(mutant)
-                everything = len(first) in (0, len(known.tests))
-                start(mutant, time.monotonic(), first or known.tests, last=everything)
+                first = baselines(mutant.target).tests_for(mutant)
+                everything = len(first) in (0, len(baselines(mutant.target).tests))
+                start(mutant, time.monotonic(), "all" if everything else "first")
             time.sleep(_POLL_SECONDS)
-            for pid, (mutant, began, since, allowed, last) in list(running.items()):
+            for pid, (mutant, began, since, allowed, stage) in list(running.items()):
                 status = _finished(pid, time.monotonic() - since > allowed)
                 if status is None:
                     continue
                 del running[pid]
-                # Over the time its first tests were allowed may be a busy machine, not a hang:
-                # all the tests, with all their time, as a survivor gets, decide.
-                if status != "killed" and not last:
-                    start(mutant, began, baselines(mutant.target).tests, last=True)
+                if stage == "first" and status != "killed":
+                    start(mutant, began, "all")
+                elif stage == "all" and status == "timed out":
+                    start(mutant, began, "patient")
                 else:
                     finish(mutant, began, status)
     finally:
