@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import multiprocessing
 import os
 import random
 import re
@@ -22,6 +23,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = _targets(args.targets, args.module)
     accepted = read_accepted(Path(args.accepted))
     record = Record(Path(args.record))
-    every = [mutant for target in targets for mutant in mutants_of(target)]
+    every = _mutants(targets, args.jobs)
     # An accepted survivor of these modules that is no mutant at all any more is stale on any run.
     paths = [target.path for target in targets]
     gone = {key for key in accepted if key.split(" ", 1)[0] in paths} - {mutant.key for mutant in every}
@@ -86,6 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = _low_score(record, paths, args.min_score) or failed
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
+
+
+def _mutants(targets: Sequence[Target], jobs: int) -> list[Mutant]:
+    """Every mutant of the targets, in order, made `jobs` modules at a time: libcst takes seconds
+    for a large module."""
+    if jobs < 2 or len(targets) < 2:
+        return [mutant for target in targets for mutant in mutants_of(target)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [mutant for mutants in pool.map(mutants_of, targets) for mutant in mutants]
 
 
 def _gate_choice(
