@@ -113,6 +113,8 @@ def warm_up(targets: Sequence[Target], root: Path) -> None:
     # Compiled once, here, not by every mutant's process (as it would be under PYTHONDONTWRITEBYTECODE).
     sys.dont_write_bytecode = False
     tests = [test for target in targets for test in target.tests]
+    if not tests:
+        return  # pytest given no test would collect its testpaths, the whole suite
     with _quiet():
         pytest.main([*tests, "--collect-only", *_PYTEST_ARGS])
     _forget_project_modules(root)
