@@ -5,8 +5,9 @@ did not run, which includes every mutant of code changed since, and a sample of 
 changes with each commit. `--full` runs them all, and records each module whose run passes.
 
 Exits 1 when a mutant survives that mutation/accepted.txt does not list, when that list names a
-mutant that no longer survives (it must stay true), when the modules' recorded scores together fall
-under --min-score, or when more mutants are new to the record than --most (run --full).
+mutant that no longer survives (it must stay true), when more mutants are new to the record than
+--most (run --full), or, on a full run, when the modules' recorded runs together score under
+--min-score.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.full:
         recorded = [path for path in paths if path in complete]
         _record(record, outcomes, recorded, accepted, more_owed=args.record_unreviewed)
-    failed = _low_score(record, paths, args.min_score) or failed
+        failed = _low_score(record, paths, args.min_score) or failed
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 
@@ -317,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="chooses the sample (default: from HEAD's commit)")
     parser.add_argument("--most", type=int, default=100, help="new mutants CI runs before asking for --full")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")
-    parser.add_argument("--min-score", type=float, default=95.0, help="of all modules' recorded full runs")
+    parser.add_argument("--min-score", type=float, default=95.0, help="on --full, of all modules' records")
     parser.add_argument(
         "--record-unreviewed",
         action="store_true",

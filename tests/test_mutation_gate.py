@@ -185,3 +185,13 @@ def test_an_accepted_mutant_of_code_that_is_gone_fails_even_a_sample(tmp_path: P
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "0 new, 1 sampled" in stale.stdout
     assert f"no longer survive, or no longer exist (remove them):\n  {renamed}\n" in stale.stdout
+
+
+def test_a_full_run_fails_under_the_minimum_score_yet_records_what_it_saw(tmp_path: Path) -> None:
+    project = _shop(tmp_path, f"{SURVIVOR}\n{WHY}")
+    low = _gate(project, "--full", "--min-score", "90")
+    assert low.returncode == 1, low.stdout + low.stderr
+    assert "The recorded full runs of these modules score 87.5% together, under 90.0%." in low.stdout
+    assert json.loads((project / "record.json").read_text())["shop/pricing.py"]["score"] == 87.5
+    # CI's gate leaves the score to full runs: it runs what is new, and nothing is.
+    assert _gate(project, "--sample", "0", "--min-score", "90").returncode == 0
