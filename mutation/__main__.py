@@ -1,27 +1,36 @@
 """`scripts/mutants`: mutate the critical modules, run their tests, score them, list the survivors.
 
+With no option, CI's gate: every mutant that the last full run of its module (mutation/record.json)
+did not run, which includes every mutant of code changed since, and a sample of the others that
+changes with each commit. `--full` runs them all, and records each module whose run passes.
+
 Exits 1 when a mutant survives that mutation/accepted.txt does not list, when that list names a
-mutant that no longer survives (it must stay true), or, on a full run, when the modules together
-score under --min-score.
+mutant that no longer survives (it must stay true), when more mutants are new to the record than
+--most (run --full), or, on a full run, when the modules' recorded runs together score under
+--min-score.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import multiprocessing
 import os
 import random
 import re
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
-from mutation.generate import Target, mutants_of
-from mutation.run import BaselineError, Outcome, baseline, run, warm_up
+from mutation.generate import Mutant, Target, mutants_of
+from mutation.record import FullRun, Record, digest
+from mutation.run import BaselineError, Outcome, baselines, run, warm_up
 
 ROOT = Path(__file__).resolve().parent.parent
 _MARKS = {"killed": ".", "timed out": "T", "survived": "S"}
@@ -29,21 +38,30 @@ _MARKS = {"killed": ".", "timed out": "T", "survived": "S"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.chdir(ROOT)
+    root = Path(args.root).resolve()
+    os.chdir(root)
+    sys.path.insert(0, str(root))
     targets = _targets(args.targets, args.module)
     accepted = read_accepted(Path(args.accepted))
-    every = [mutant for target in targets for mutant in mutants_of(target)]
+    record = Record(Path(args.record))
+    every = _mutants(targets, args.jobs)
     # An accepted survivor of these modules that is no mutant at all any more is stale on any run.
-    paths = {target.path for target in targets}
+    paths = [target.path for target in targets]
     gone = {key for key in accepted if key.split(" ", 1)[0] in paths} - {mutant.key for mutant in every}
-    mutants = [mutant for mutant in every if args.match in mutant.key]
-    if args.since:
+    candidates = [mutant for mutant in every if args.match in mutant.key]
+    complete: set[str] = set()
+    if args.full:
+        if args.match or args.since:
+            raise SystemExit("--full runs every mutant of its modules: without --match or --since")
+        mutants, complete = candidates, set(paths)
+    elif args.since:
         changed = _changed_lines(args.since, paths)
-        mutants = [mutant for mutant in mutants if mutant.line in changed.get(mutant.target.path, ())]
-    full = args.sample is None and not args.module and not args.match and not args.since
-    if args.sample is not None and args.sample < len(mutants):
-        chosen = sorted(random.Random(args.seed).sample(range(len(mutants)), args.sample))  # noqa: S311
-        mutants = [mutants[index] for index in chosen]
+        mutants = [mutant for mutant in candidates if mutant.line in changed.get(mutant.target.path, ())]
+    else:
+        chosen = _gate_choice(candidates, targets, record, accepted, args)
+        if chosen is None:
+            return 1
+        mutants = chosen
     if args.list:
         for mutant in mutants:
             print(f"{mutant.target.path}:{mutant.line}  {mutant.key}")
@@ -51,29 +69,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     used = [target for target in targets if any(mutant.target == target for mutant in mutants)]
     print(f"== mutants: {len(mutants)} of {len(used)} modules, {args.jobs} at a time", flush=True)
-    warm_up(used, ROOT)
-    allowed: dict[Target, float] = {}
-    for target in used:
-        try:
-            seconds = baseline(target, ROOT)
-        except BaselineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        # A mutant whose tests take far longer than without it made something hang: stopped, it
-        # counts as killed, as the tests' own time limits would have failed it, only later.
-        allowed[target] = seconds * 2 + 5
-        print(f"   {target.path}: its tests take {seconds:.1f} s without a mutant", flush=True)
+    warm_up(used, root)
+    try:
+        known = baselines(used, root, args.jobs)
+    except BaselineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for target, measured in known.items():
+        print(f"   {target.path}: {len(measured.tests)} tests, {measured.total:.1f} s without a mutant")
 
     def done(outcome: Outcome) -> None:
         print(_MARKS[outcome.status], end="", flush=True)
 
-    outcomes = run(mutants, seconds_allowed=allowed.__getitem__, jobs=args.jobs, root=ROOT, done=done)
+    outcomes = run(mutants, baselines=known.__getitem__, jobs=args.jobs, root=root, done=done)
     print()
-    failed = report(
-        outcomes, accepted, listed_in=args.accepted, full=full, min_score=args.min_score, gone=gone
-    )
+    owed = record.unreviewed()
+    failed = report(outcomes, accepted, listed_in=args.accepted, complete=complete, gone=gone, owed=owed)
+    if args.full:
+        recorded = [path for path in paths if path in complete]
+        _record(record, outcomes, recorded, accepted, more_owed=args.record_unreviewed)
+        failed = _low_score(record, paths, args.min_score) or failed
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
+
+
+def _mutants(targets: Sequence[Target], jobs: int) -> list[Mutant]:
+    """Every mutant of the targets, in order, made `jobs` modules at a time: libcst takes seconds
+    for a large module."""
+    if jobs < 2 or len(targets) < 2:
+        return [mutant for target in targets for mutant in mutants_of(target)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [mutant for mutants in pool.map(mutants_of, targets) for mutant in mutants]
+
+
+def _gate_choice(
+    candidates: list[Mutant],
+    targets: Sequence[Target],
+    record: Record,
+    accepted: dict[str, str],
+    args: argparse.Namespace,
+) -> list[Mutant] | None:
+    """CI's mutants: those new to the record, and a sample of the others, killed when recorded, of
+    one module (one baseline to run); None, having said why, when more are new than --most."""
+    new = [mutant for mutant in candidates if not record.has_seen(mutant)]
+    survivors = accepted.keys() | record.unreviewed()
+    killed = [mutant for mutant in candidates if record.has_seen(mutant) and mutant.key not in survivors]
+    chance = random.Random(args.seed if args.seed is not None else _head_seed())  # noqa: S311
+    modules = sorted({mutant.target.path for mutant in killed})
+    sampled_module = chance.choice(modules) if modules else None
+    pool = [mutant for mutant in killed if mutant.target.path == sampled_module]
+    sample = chance.sample(pool, min(args.sample, len(pool)))
+    print(f"== the record ({args.record}): the last full run of each module")
+    head = _git("rev-parse", "HEAD")
+    new_by_module = Counter(mutant.target.path for mutant in new)
+    sampled_by_module = Counter(mutant.target.path for mutant in sample)
+    for target in targets:
+        full = record.runs.get(target.path)
+        if full is None:
+            when = "never run in full"
+        else:
+            when = f"{full.date}{f' at {full.commit[:10]}' if full.commit else ''}, {full.score:.1f}%"
+            if head and full.commit:
+                behind = _git("rev-list", "--count", f"{full.commit}..HEAD")
+                when += f", {behind} commits ago" if behind else ", not in this history"
+        owing = f"; {len(full.unreviewed)} survivors owed a review" if full and full.unreviewed else ""
+        print(
+            f"   {target.path:34} {when}; {new_by_module[target.path]} new, "
+            f"{sampled_by_module[target.path]} sampled{owing}"
+        )
+    if len(new) > args.most:
+        behind_modules = " ".join(f"--module {path}" for path, _ in new_by_module.most_common())
+        print(
+            f"\nThe record is behind: {len(new)} mutants are new to it, more than CI runs "
+            f"(--most {args.most}). Run them all and record them, then commit {args.record}:\n"
+            f"  scripts/mutants --full {behind_modules}"
+        )
+        return None
+    chosen_ones = {id(mutant) for mutant in [*new, *sample]}
+    return [mutant for mutant in candidates if id(mutant) in chosen_ones]
 
 
 def report(
@@ -81,27 +154,32 @@ def report(
     accepted: dict[str, str],
     *,
     listed_in: str,
-    full: bool,
-    min_score: float,
+    complete: AbstractSet[str] = frozenset(),
     gone: AbstractSet[str] = frozenset(),
+    owed: AbstractSet[str] = frozenset(),
 ) -> bool:
-    """Prints the score per module and the survivors; True when the gate fails."""
+    """Prints the score per module and the survivors; True when the gate fails. `complete` names
+    the modules whose every mutant ran: an accepted survivor of theirs that did not run is stale.
+    `owed` are the survivors a module's full run recorded unreviewed: known, so not new."""
     by_module: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         by_module[outcome.mutant.target.path].append(outcome)
-    failed = False
-    print(f"{'module':34} {'mutants':>8} {'killed':>7} {'accepted':>9} {'new':>4} {'score':>7}")
-    for path, results in [*by_module.items(), ("all", list(outcomes))]:
+    print(f"{'module':34} {'mutants':>8} {'killed':>7} {'accepted':>9} {'owed':>5} {'new':>4} {'score':>7}")
+    for path, results in [*by_module.items(), ("all", list(outcomes))] if outcomes else ():
         survivors = [outcome.mutant.key for outcome in results if outcome.survived]
         known = sum(key in accepted for key in survivors)
+        unreviewed = sum(key in owed for key in survivors)
         score = 100 * (len(results) - len(survivors)) / len(results) if results else 100.0
-        low = full and path == "all" and score < min_score
-        failed = failed or low
         print(
-            f"{path:34} {len(results):8} {len(results) - len(survivors):7} {known:9} "
-            f"{len(survivors) - known:4} {score:6.1f}%{'  under ' + str(min_score) + '%' if low else ''}"
+            f"{path:34} {len(results):8} {len(results) - len(survivors):7} {known:9} {unreviewed:5} "
+            f"{len(survivors) - known - unreviewed:4} {score:6.1f}%"
         )
-    new = [outcome.mutant for outcome in outcomes if outcome.survived and outcome.mutant.key not in accepted]
+    failed = False
+    new = [
+        outcome.mutant
+        for outcome in outcomes
+        if outcome.survived and outcome.mutant.key not in accepted and outcome.mutant.key not in owed
+    ]
     if new:
         failed = True
         print(f"\nSurvivors not in {listed_in} (add a test that catches each, or list it with why):")
@@ -109,13 +187,65 @@ def report(
             print(f"  {mutant.target.path}:{mutant.line}\n{mutant.key}\n    why: ")
     run_keys = {outcome.mutant.key for outcome in outcomes}
     killed = {outcome.mutant.key for outcome in outcomes if not outcome.survived}
-    stale = sorted(key for key in accepted if key in killed or key in gone or (full and key not in run_keys))
+    stale = sorted(
+        key
+        for key in accepted
+        if key in killed or key in gone or (key.split(" ", 1)[0] in complete and key not in run_keys)
+    )
     if stale:
         failed = True
         print("\nAccepted survivors that no longer survive, or no longer exist (remove them):")
         for key in stale:
             print(f"  {key}")
     return failed
+
+
+def _record(
+    record: Record,
+    outcomes: Sequence[Outcome],
+    paths: list[str],
+    accepted: dict[str, str],
+    *,
+    more_owed: bool,
+) -> None:
+    """Notes the full run of each module that passed it, at HEAD, in the record; says which did not.
+    A run passes when each accepted survivor survives and each survivor is accepted or was owed
+    already; with `more_owed`, the survivors neither accepted nor owed are owed from now on."""
+    head = _git("rev-parse", "HEAD")
+    today = datetime.now(UTC).date().isoformat()
+    for path in paths:
+        results = [outcome for outcome in outcomes if outcome.mutant.target.path == path]
+        survivors = {outcome.mutant.key for outcome in results if outcome.survived}
+        mine = {key for key in accepted if key.split(" ", 1)[0] == path}
+        unreviewed = survivors - mine
+        owed_before = set(record.runs[path].unreviewed) if path in record.runs else set()
+        if not mine <= survivors or not (more_owed or unreviewed <= owed_before):
+            print(f"not recorded: {path}, whose run did not pass")
+            continue
+        if head and _git("status", "--porcelain", "--", path):
+            print(f"not recorded: {path} differs from HEAD, which the record names: commit it first")
+            continue
+        record.runs[path] = FullRun(
+            commit=head,
+            date=today,
+            mutants=len(results),
+            killed=len(results) - len(survivors),
+            accepted=len(mine),
+            seen=frozenset(digest(outcome.mutant.key) for outcome in results),
+            unreviewed=tuple(sorted(unreviewed)),
+        )
+        owing = f", {len(unreviewed)} survivors owed a test or a reason" if unreviewed else ""
+        print(f"recorded: {path}, {record.runs[path].score:.1f}%{owing}")
+    record.write()
+
+
+def _low_score(record: Record, paths: list[str], min_score: float) -> bool:
+    """True, having said so, when the recorded full runs of these modules score under min_score."""
+    score = record.score(paths)
+    if score is None or score >= min_score:
+        return False
+    print(f"\nThe recorded full runs of these modules score {score:.1f}% together, under {min_score}%.")
+    return True
 
 
 def read_accepted(path: Path) -> dict[str, str]:
@@ -132,10 +262,26 @@ def read_accepted(path: Path) -> dict[str, str]:
     return accepted
 
 
+def _git(*arguments: str) -> str | None:
+    """What git says, stripped; None outside a repository, or where git fails."""
+    try:
+        done = subprocess.run(["git", *arguments], capture_output=True, text=True, check=False)  # noqa: S603,S607
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _head_seed() -> int:
+    """The sample's seed: HEAD's commit, so that each commit samples other mutants, and a run again
+    of one commit the same."""
+    head = _git("rev-parse", "HEAD")
+    return int(head[:12], 16) if head else 0
+
+
 _HUNK = re.compile(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", re.MULTILINE)
 
 
-def _changed_lines(revision: str, paths: set[str]) -> dict[str, set[int]]:
+def _changed_lines(revision: str, paths: Sequence[str]) -> dict[str, set[int]]:
     """The lines of each file, as it is now, that differ from `revision`: where a change's mutants live."""
     changed: dict[str, set[int]] = {}
     for path in paths:
@@ -164,16 +310,25 @@ def _targets(spec: str, modules: Sequence[str]) -> list[Target]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/mutants", description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="run every mutant; record the modules that pass")
     parser.add_argument("--module", action="append", default=[], help="only this module (repeatable)")
     parser.add_argument("--match", default="", help="only mutants whose key contains this text")
-    parser.add_argument("--since", help="only mutants of lines changed since this git revision")
-    parser.add_argument("--sample", type=int, help="run this many mutants, chosen by --seed")
-    parser.add_argument("--seed", type=int, default=14, help="chooses the sample (default 14)")
+    parser.add_argument("--since", help="only the mutants of lines changed since this git revision")
+    parser.add_argument("--sample", type=int, default=20, help="recorded mutants CI runs again (default 20)")
+    parser.add_argument("--seed", type=int, help="chooses the sample (default: from HEAD's commit)")
+    parser.add_argument("--most", type=int, default=100, help="new mutants CI runs before asking for --full")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")
-    parser.add_argument("--min-score", type=float, default=95.0, help="of all modules, on a full run")
+    parser.add_argument("--min-score", type=float, default=95.0, help="on --full, of all modules' records")
+    parser.add_argument(
+        "--record-unreviewed",
+        action="store_true",
+        help="with --full: record a module whose survivors are not all accepted, as owed (see README)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--targets", default="mutation.targets:TARGETS", help=argparse.SUPPRESS)
     parser.add_argument("--accepted", default="mutation/accepted.txt", help=argparse.SUPPRESS)
+    parser.add_argument("--record", default="mutation/record.json", help=argparse.SUPPRESS)
+    parser.add_argument("--root", default=str(ROOT), help=argparse.SUPPRESS)
     return parser
 
 

@@ -86,7 +86,7 @@ def mutants_of(target: Target, root: Path = Path()) -> list[Mutant]:
             if source in seen:
                 continue
             seen.add(source)
-            line, was, now = _change(original, source)
+            line, was, now = _change(original, source, same_head=len(before), same_tail=len(after))
             key = f"{target.path} [{scope}] {was} -> {now or '(nothing)'}"
             keys[key] += 1
             if keys[key] > 1:
@@ -108,14 +108,15 @@ def _name_of(statement: cst.CSTNode) -> str | None:
     return None
 
 
-def _change(original: str, mutated: str) -> tuple[int, str, str]:
+def _change(original: str, mutated: str, *, same_head: int = 0, same_tail: int = 0) -> tuple[int, str, str]:
     """The line where `mutated` departs from `original`, and the lines that differ, before and
-    after, each on one line."""
+    after, each on one line. The first `same_head` and last `same_tail` characters are known to be
+    the same (the other statements), so the comparison starts past them."""
     shorter = min(len(original), len(mutated))
-    start = 0
+    start = min(same_head, shorter)
     while start < shorter and original[start] == mutated[start]:
         start += 1
-    same_end = 0
+    same_end = min(same_tail, shorter - start)
     while same_end < shorter - start and original[-1 - same_end] == mutated[-1 - same_end]:
         same_end += 1
     line_start = original.rfind("\n", 0, start) + 1

@@ -40,6 +40,7 @@ TARGETS = (
         tests=(
             "tests/test_summaries.py",
             "tests/test_logs.py::test_log_lines_escape_what_could_forge_or_hide_a_line",
+            "tests/test_logs.py::test_log_lines_escape_only_what_could_forge_or_hide_a_line",
         ),
     ),
     Target(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,19 +36,47 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
+# A sandbox served in-process from the environment (the ASGI factory) neither reads nor writes the
+# state a developer keeps in their user cache, which tests running at once would share.
+os.environ["CENSUS_MCP_SANDBOX_STATE"] = "off"
+
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn, stopped at once. Its own loop looks for the stop every 0.1 s, then gives open
+    connections 0.1 s more: a fifth of a second at the end of every test that serves something.
+    Stopped with force_exit, nothing is owed to open connections, which the loop's end cancels."""
+
+    async def main_loop(self) -> None:
+        ticks = 0
+        while not await self.on_tick(ticks):
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if not self.force_exit:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+
+
 @contextmanager
-def serve_on_loopback(app: Any, *, lifespan: str = "off", **options: Any) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 at a free port, in a thread; yields http://127.0.0.1:PORT.
-    `options` go to uvicorn.Config (the HTTP server's limits, say)."""
+def serve_on_loopback(
+    app: Any, *, lifespan: str = "off", sock: socket.socket | None = None, **options: Any
+) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 at a free port (or on `sock`, bound already), in a thread;
+    yields http://127.0.0.1:PORT. `options` go to uvicorn.Config (the HTTP server's limits, say)."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan, **options)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = _PromptServer(config)
+    sockets = {"sockets": [sock]} if sock else {}
+    thread = threading.Thread(target=server.run, kwargs=sockets, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -59,8 +89,8 @@ def serve_on_loopback(app: Any, *, lifespan: str = "off", **options: Any) -> Ite
     finally:
         # Do not wait for requests a test left hanging on purpose (an app with a lifespan
         # is let shut down in order).
-        server.should_exit = True
         server.force_exit = lifespan == "off"
+        server.should_exit = True
         thread.join(timeout=10)
 
 

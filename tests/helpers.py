@@ -12,9 +12,18 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
+from census_mcp.census.retry import RetryPolicy
 from census_mcp.logs import configure_logging
 from census_mcp.server import result_text
 from census_mcp.settings import Settings
+
+
+async def no_wait(_: float) -> None:
+    """Retries without their backoff, so that failing calls stay fast."""
+
+
+NO_BACKOFF = RetryPolicy(sleep=no_wait)
+"""The server's own retry policy (its attempts and budget), without the waits between attempts."""
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> CallToolResult:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +18,13 @@ from typing import Any
 
 import anyio
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
+
+from tests.conftest import serve_on_loopback
 
 READ, WRITE = "census:read", "census:write"
 
@@ -39,22 +39,10 @@ def bound_socket() -> socket.socket:
 
 @contextmanager
 def serving_socket(app: Any, sock: socket.socket, *, lifespan: str = "off", **options: Any) -> Iterator[None]:
-    """Serves `app` on `sock` in a thread; `options` go to uvicorn.Config (the HTTP server's limits, say)."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the loopback server did not start")
-        time.sleep(0.01)
-    try:
+    """Serve `app` on `sock`; `options` go to uvicorn.Config (the HTTP server's limits, say); a request
+    left hanging (at /hang) does not hold up the end."""
+    with serve_on_loopback(app, lifespan=lifespan, sock=sock, **options):
         yield
-    finally:
-        # Do not wait for requests a test left hanging on purpose (as conftest.serve_on_loopback).
-        server.should_exit = True
-        server.force_exit = lifespan == "off"
-        thread.join(timeout=10)
 
 
 @dataclass

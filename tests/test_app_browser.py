@@ -50,7 +50,7 @@ playwright_api = pytest.importorskip(
 )
 expect, async_playwright = playwright_api.expect, playwright_api.async_playwright
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("browser")]  # one Chromium, one bundle
 
 SHOTS = ROOT / "build" / "app-screenshots"
 HOST_FILES = ROOT / "tests" / "app_host"

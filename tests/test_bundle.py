@@ -43,6 +43,7 @@ from tests.test_contract import EXPECTED
 from tests.test_real_clients import ROOT, node_environment, node_tool
 from tests.test_stdio import _environment
 
+pytestmark = pytest.mark.xdist_group("bundle")  # one worker packs the bundle, once
 UV_CACHE = ROOT / "build" / "uv-cache"
 MAX_BUNDLE_BYTES = 1_000_000
 LEFT_OUT = re.compile(r"(^|/)(\.venv|node_modules|tests|bench|\.git|build|__pycache__)/|\.pyc$")

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from census_mcp.server import build_server
 from tests.conftest import Scripted, settings_for
-from tests.helpers import call_error
+from tests.helpers import NO_BACKOFF, call_error
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,8 @@ async def _error_for(
     fake.body = body if isinstance(body, str) else json.dumps(body)
     fake.content_type = content_type
     settings = settings_for(base_url, token=SecretStr(TOKEN))
-    async with Client(build_server(settings)) as client:
+    # Busy and failing answers are retried as the server retries them, without the waits between.
+    async with Client(build_server(settings, retry=NO_BACKOFF)) as client:
         text = await call_error(client, tool, {"source_id": 42} if arguments is None else arguments)
     assert fake.requests >= 1
     assert "Traceback" not in text
@@ -135,7 +136,7 @@ async def test_timeout_says_what_failed_and_where(scripted: tuple[Scripted, str]
     fake, base_url = scripted
     fake.delay_seconds = 2
     settings = settings_for(base_url, token=SecretStr(TOKEN), timeout_seconds=0.2)
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings, retry=NO_BACKOFF)) as client:
         text = await call_error(client, "get_source", {"source_id": 42})
     assert "timed out" in text
     assert f"GET {base_url}/sources/42" in text

@@ -29,6 +29,7 @@ from tests.conftest import serve_on_loopback
 from tests.helpers import said_by
 from tests.test_real_clients import census_mcp_http_process, census_mcp_over_http
 
+pytestmark = pytest.mark.xdist_group("hostile-http")  # one census-mcp process for the module
 TOKEN = "hostile-http-token-5c1e-7f03a2b9d8"
 PROTOCOL_VERSION = "2026-07-28"
 ERROR_BYTES = 1024  # the largest an error may be, whatever was sent

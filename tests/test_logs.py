@@ -121,3 +121,12 @@ def test_log_lines_escape_what_could_forge_or_hide_a_line(capsys: pytest.Capture
     assert lines[-1].startswith("ValueError: bad name /mcp\\n2026-12-01"), lines[-1]
     for line in lines:
         assert line.isprintable(), line
+
+
+def test_log_lines_escape_only_what_could_forge_or_hide_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A name in any script stays legible next to the escapes: only the unprintable is escaped."""
+    logger = logging.getLogger("tests.logs.legible")
+    with server_logging(Settings(sandbox=True, log_level="INFO")):
+        logger.warning("Refused %s", "Zürich, 東京\nforged")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith(r"WARNING tests.logs.legible: Refused Zürich, 東京\nforged"), line

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # What `census-mcp --sandbox` serves: 60 sources from seed 7, by id.
 SOURCES = {source["id"]: source for source in build_workspace(60, 7)}
 FAILING_IDS = {source_id for source_id, source in SOURCES.items() if source["last_test_succeeded"] is False}
+pytestmark = pytest.mark.xdist_group("real-clients")  # one census-mcp over HTTP for the module
 TOKEN = "real-clients-token-5b2e9f70c4a1d836"
 # The Inspector CLI's exit codes (EXIT_CODES in its cli build) for an isError result and a refused login.
 TOOL_ERROR_EXIT = 5

@@ -221,3 +221,16 @@ def test_a_traceback_with_nothing_to_escape_is_written_as_python_writes_it() -> 
         crash = group
     assert _filtered("crashed", max_chars=2000, crash=crash).exc_text == _trace(crash)
     assert "    |     raise ValueError(message)\n" in _trace(crash) + "\n"
+
+
+@pytest.mark.parametrize("message", ["ends in an X", "ends in a space "])
+def test_a_traceback_keeps_its_message_to_the_last_character(message: str) -> None:
+    crash = _crash(message)
+    assert _filtered("crashed", max_chars=2000, crash=crash).exc_text == _trace(crash)
+
+
+def test_a_tracebacks_message_stays_on_one_line_while_its_frames_keep_theirs() -> None:
+    crash = _crash("one\n2026-12-01 00:00:00,000 ERROR census_mcp: forged")
+    trace = _trace(crash)
+    assert _filtered("crashed", max_chars=2000, crash=crash).exc_text == trace.replace("one\n", "one\\n")
+    assert trace.count("\n") > 2  # "Traceback ...", the frame's file and its source line

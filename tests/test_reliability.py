@@ -269,9 +269,12 @@ async def _trickle(_: Request) -> Response:
     return StreamingResponse(bytes_slowly(), media_type="application/json")
 
 
-async def test_a_census_answer_that_trickles_in_forever_is_cut_by_the_backstop() -> None:
+async def test_a_census_answer_that_trickles_in_forever_is_cut_by_the_backstop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """No per-request timeout fires while bytes keep coming, so the request itself ignores the
     deadline: the hard stop behind it must end the call, soon after the deadline."""
+    monkeypatch.setattr("census_mcp.server._BACKSTOP_SECONDS", 0.5)  # the server's 5 s, shortened
     app = Starlette(routes=[Route("/{path:path}", _trickle)])
     with serve_on_loopback(app) as root:
         base_url = f"{root}/api/v1"

@@ -44,7 +44,7 @@ from census_mcp.sandbox.seed import SECRET_MARKER
 from census_mcp.server import CensusMCPServer, build_server
 from census_mcp.settings import Settings
 from tests.conftest import Sandbox, running_sandbox, serve_on_loopback
-from tests.helpers import call_error, call_ok, everything_shown, server_logging
+from tests.helpers import call_error, call_ok, everything_shown, no_wait, server_logging
 from tests.test_stdio import _console_script, _environment
 
 pytestmark = pytest.mark.anyio
@@ -78,11 +78,7 @@ def assert_no_secret(text: str, where: str) -> None:
         assert secret not in text, f"{where} shows {secret}"
 
 
-async def _no_wait(_: float) -> None:
-    """Retries without their backoff, so that failing calls stay fast."""
-
-
-FAST_RETRY = RetryPolicy(max_attempts=2, sleep=_no_wait)
+FAST_RETRY = RetryPolicy(max_attempts=2, sleep=no_wait)
 
 
 # ------------------------------------------------------------------ 1. over stdio, at DEBUG

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import anyio
 import httpx2
 import pytest
 from pydantic import SecretStr
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 
 from census_mcp.census.cache import Fetched, ListCache, codec_for
@@ -66,12 +68,15 @@ class RedisServer:
     def restart(self) -> None:
         """Killed and started again on its port, with what it kept on disk (nothing, by default)."""
         self.stop()
-        self.process = _start_redis(self.port, self.keeping)
+        restarted = _start_redis(self.port, self.keeping)
+        if restarted is None:
+            pytest.fail(f"another process took port {self.port} while redis-server restarted")
+        self.process = restarted
 
 
-def _start_redis(port: int, keeping: Path | None = None) -> subprocess.Popen[bytes]:
-    """redis-server on a loopback port, once it answers PING; keeping its data in an append-only
-    file in `keeping`, written before each answer, or else nothing on disk."""
+def _start_redis(port: int, keeping: Path | None = None) -> subprocess.Popen[bytes] | None:
+    """redis-server on a loopback port, once it answers there (None when the port was taken); keeping
+    its data in an append-only file in `keeping`, written before each answer, or else nothing on disk."""
     binary = shutil.which("redis-server")
     if binary is None:
         message = "redis-server is not installed: apt-get install -y redis-server (.ci/run does)"
@@ -82,17 +87,11 @@ def _start_redis(port: int, keeping: Path | None = None) -> subprocess.Popen[byt
     if keeping is not None:
         options += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(keeping)]
     process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
-                probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    return process
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    if _serves_on(process, port):
+        return process
+    process.kill()
+    process.wait(timeout=10)
+    return None
 
 
 @pytest.fixture
@@ -104,14 +103,36 @@ def redis_server() -> Iterator[RedisServer]:
 
 @contextmanager
 def _redis_server(keeping: Path | None = None) -> Iterator[RedisServer]:
-    port = _free_port()
-    server = RedisServer(port, _start_redis(port, keeping), keeping)
+    # redis-server cannot bind a free port itself and say which (--port 0 turns TCP off): it gets
+    # one probed free, and is asked for its pid, in case another test's server took the port first.
+    for _ in range(5):
+        port = _free_port()
+        if (process := _start_redis(port, keeping)) is not None:
+            break
+    else:
+        pytest.fail("redis-server found no free port in five tries")
+    server = RedisServer(port, process, keeping)
     try:
         yield server
     finally:
         server.resume()
         if server.process.poll() is None:
             server.stop()
+
+
+def _serves_on(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether this redis-server process answers on the port: False once it has exited (the port
+    was taken) or when another one answers there."""
+    deadline = time.monotonic() + 10
+    with Redis(host="127.0.0.1", port=port, socket_timeout=1) as client:
+        while process.poll() is None:
+            try:
+                return bool(client.info("server")["process_id"] == process.pid)
+            except RedisConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    return False
 
 
 def _list_reads(sandbox: Sandbox) -> int:
@@ -332,7 +353,6 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
     window; with Redis killed while calls are in flight, every call still answers, and both workers
     go on answering without it."""
     with running_sandbox("v1", size=300) as sandbox:
-        port = _free_port()
         log = (tmp_path / "workers.log").open("w")
         env = _environment(
             CENSUS_API_TOKEN=sandbox.token,
@@ -350,11 +370,12 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
             "--workers",
             "2",
         ]
+        # Port 0: uvicorn binds a free port itself, before it starts the workers, and says which.
         workers = subprocess.Popen(
-            [*uvicorn, "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
+            [*uvicorn, "--host", "127.0.0.1", "--port", "0"], env=env, stdout=log, stderr=log
         )
         try:
-            root = f"http://127.0.0.1:{port}"
+            root = _serving_root(tmp_path / "workers.log", workers)
             _wait_for(root)
             served = anyio.run(_calls, f"{root}/mcp", 60)
             assert served == 60
@@ -393,6 +414,17 @@ def test_two_uvicorn_workers_share_the_cache_across_processes(
             workers.terminate()
             workers.wait(timeout=20)
             log.close()
+
+
+def _serving_root(log: Path, server: subprocess.Popen[bytes]) -> str:
+    """http://127.0.0.1:PORT, once uvicorn says it is running there."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        said = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+        if said:
+            return said.group(1)
+        time.sleep(0.05)
+    pytest.fail(f"the workers did not say where they serve (exit {server.poll()}): {log.read_text()}")
 
 
 def _wait_for(root: str) -> None:
