@@ -83,11 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcomes = run(mutants, baselines=known.__getitem__, jobs=args.jobs, root=root, done=done)
     print()
-    owed = record.unreviewed()
-    failed = report(outcomes, accepted, listed_in=args.accepted, complete=complete, gone=gone, owed=owed)
+    failed = report(outcomes, accepted, listed_in=args.accepted, complete=complete, gone=gone)
     if args.full:
         recorded = [path for path in paths if path in complete]
-        _record(record, outcomes, recorded, accepted, more_owed=args.record_unreviewed)
+        _record(record, outcomes, recorded, accepted)
         failed = _low_score(record, paths, args.min_score) or failed
     print(f"== {len(outcomes)} mutants in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
@@ -112,8 +111,7 @@ def _gate_choice(
     """CI's mutants: those new to the record, and a sample of the others, killed when recorded, of
     one module (one baseline to run); None, having said why, when more are new than --most."""
     new = [mutant for mutant in candidates if not record.has_seen(mutant)]
-    survivors = accepted.keys() | record.unreviewed()
-    killed = [mutant for mutant in candidates if record.has_seen(mutant) and mutant.key not in survivors]
+    killed = [mutant for mutant in candidates if record.has_seen(mutant) and mutant.key not in accepted]
     chance = random.Random(args.seed if args.seed is not None else _head_seed())  # noqa: S311
     modules = sorted({mutant.target.path for mutant in killed})
     sampled_module = chance.choice(modules) if modules else None
@@ -132,10 +130,9 @@ def _gate_choice(
             if head and full.commit:
                 behind = _git("rev-list", "--count", f"{full.commit}..HEAD")
                 when += f", {behind} commits ago" if behind else ", not in this history"
-        owing = f"; {len(full.unreviewed)} survivors owed a review" if full and full.unreviewed else ""
         print(
             f"   {target.path:34} {when}; {new_by_module[target.path]} new, "
-            f"{sampled_by_module[target.path]} sampled{owing}"
+            f"{sampled_by_module[target.path]} sampled"
         )
     if len(new) > args.most:
         behind_modules = " ".join(f"--module {path}" for path, _ in new_by_module.most_common())
@@ -156,30 +153,23 @@ def report(
     listed_in: str,
     complete: AbstractSet[str] = frozenset(),
     gone: AbstractSet[str] = frozenset(),
-    owed: AbstractSet[str] = frozenset(),
 ) -> bool:
     """Prints the score per module and the survivors; True when the gate fails. `complete` names
-    the modules whose every mutant ran: an accepted survivor of theirs that did not run is stale.
-    `owed` are the survivors a module's full run recorded unreviewed: known, so not new."""
+    the modules whose every mutant ran: an accepted survivor of theirs that did not run is stale."""
     by_module: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         by_module[outcome.mutant.target.path].append(outcome)
-    print(f"{'module':34} {'mutants':>8} {'killed':>7} {'accepted':>9} {'owed':>5} {'new':>4} {'score':>7}")
+    print(f"{'module':34} {'mutants':>8} {'killed':>7} {'accepted':>9} {'new':>4} {'score':>7}")
     for path, results in [*by_module.items(), ("all", list(outcomes))] if outcomes else ():
         survivors = [outcome.mutant.key for outcome in results if outcome.survived]
         known = sum(key in accepted for key in survivors)
-        unreviewed = sum(key in owed for key in survivors)
         score = 100 * (len(results) - len(survivors)) / len(results) if results else 100.0
         print(
-            f"{path:34} {len(results):8} {len(results) - len(survivors):7} {known:9} {unreviewed:5} "
-            f"{len(survivors) - known - unreviewed:4} {score:6.1f}%"
+            f"{path:34} {len(results):8} {len(results) - len(survivors):7} {known:9} "
+            f"{len(survivors) - known:4} {score:6.1f}%"
         )
     failed = False
-    new = [
-        outcome.mutant
-        for outcome in outcomes
-        if outcome.survived and outcome.mutant.key not in accepted and outcome.mutant.key not in owed
-    ]
+    new = [outcome.mutant for outcome in outcomes if outcome.survived and outcome.mutant.key not in accepted]
     if new:
         failed = True
         print(f"\nSurvivors not in {listed_in} (add a test that catches each, or list it with why):")
@@ -205,21 +195,17 @@ def _record(
     outcomes: Sequence[Outcome],
     paths: list[str],
     accepted: dict[str, str],
-    *,
-    more_owed: bool,
 ) -> None:
     """Notes the full run of each module that passed it, at HEAD, in the record; says which did not.
-    A run passes when each accepted survivor survives and each survivor is accepted or was owed
-    already; with `more_owed`, the survivors neither accepted nor owed are owed from now on."""
+    A run passes when each accepted survivor survives and each survivor is accepted: no survivor
+    nobody reviewed is ever recorded."""
     head = _git("rev-parse", "HEAD")
     today = datetime.now(UTC).date().isoformat()
     for path in paths:
         results = [outcome for outcome in outcomes if outcome.mutant.target.path == path]
         survivors = {outcome.mutant.key for outcome in results if outcome.survived}
         mine = {key for key in accepted if key.split(" ", 1)[0] == path}
-        unreviewed = survivors - mine
-        owed_before = set(record.runs[path].unreviewed) if path in record.runs else set()
-        if not mine <= survivors or not (more_owed or unreviewed <= owed_before):
+        if mine != survivors:
             print(f"not recorded: {path}, whose run did not pass")
             continue
         if head and _git("status", "--porcelain", "--", path):
@@ -232,10 +218,8 @@ def _record(
             killed=len(results) - len(survivors),
             accepted=len(mine),
             seen=frozenset(digest(outcome.mutant.key) for outcome in results),
-            unreviewed=tuple(sorted(unreviewed)),
         )
-        owing = f", {len(unreviewed)} survivors owed a test or a reason" if unreviewed else ""
-        print(f"recorded: {path}, {record.runs[path].score:.1f}%{owing}")
+        print(f"recorded: {path}, {record.runs[path].score:.1f}%")
     record.write()
 
 
@@ -319,11 +303,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--most", type=int, default=100, help="new mutants CI runs before asking for --full")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants at a time")
     parser.add_argument("--min-score", type=float, default=95.0, help="on --full, of all modules' records")
-    parser.add_argument(
-        "--record-unreviewed",
-        action="store_true",
-        help="with --full: record a module whose survivors are not all accepted, as owed (see README)",
-    )
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--targets", default="mutation.targets:TARGETS", help=argparse.SUPPRESS)
     parser.add_argument("--accepted", default="mutation/accepted.txt", help=argparse.SUPPRESS)

@@ -31,9 +31,6 @@ class FullRun:
     accepted: int
     seen: frozenset[str]
     """The digests of the mutants it ran."""
-    unreviewed: tuple[str, ...] = ()
-    """Survivors it left that are not accepted (with --record-unreviewed): owed a test or a reason,
-    known, so that CI fails on any other."""
 
     @property
     def score(self) -> float:
@@ -54,7 +51,6 @@ class Record:
                 killed=entry["killed"],
                 accepted=entry["accepted"],
                 seen=frozenset(entry["seen"].split()),
-                unreviewed=tuple(entry.get("unreviewed", ())),
             )
             for module, entry in document.items()
         }
@@ -62,10 +58,6 @@ class Record:
     def has_seen(self, mutant: Mutant) -> bool:
         run = self.runs.get(mutant.target.path)
         return run is not None and digest(mutant.key) in run.seen
-
-    def unreviewed(self) -> frozenset[str]:
-        """Every module's survivors owed a test or a reason."""
-        return frozenset(key for run in self.runs.values() for key in run.unreviewed)
 
     def score(self, modules: list[str]) -> float | None:
         """The share of these modules' mutants their full runs killed; None unless all have one."""
@@ -84,7 +76,6 @@ class Record:
                 "killed": run.killed,
                 "accepted": run.accepted,
                 "score": run.score,
-                "unreviewed": list(run.unreviewed),
                 "seen": " ".join(sorted(run.seen)),
             }
             for module, run in sorted(self.runs.items())

@@ -61,7 +61,7 @@ def test_the_first_screen_says_what_it_is_then_gives_two_one_line_commands() -> 
     assert install_and_test.endswith("scripts/check")
     # The second is the whole of CI: .ci/run makes the same install and runs the same script.
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert 'pip install -e ".[test]"' in ci
+    assert any(line.endswith('pip install -e ".[test]"') for line in ci)
     assert ci[-1] == "scripts/check"
     # The main job, as printed, prints what the README shows (a fresh sandbox: nothing kept).
     sample = _blocks(first_screen)[1]
