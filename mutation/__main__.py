@@ -109,14 +109,23 @@ def _gate_choice(
     args: argparse.Namespace,
 ) -> list[Mutant] | None:
     """CI's mutants: those new to the record, and a sample of the others, killed when recorded, of
-    one module (one baseline to run); None, having said why, when more are new than --most."""
-    new = [mutant for mutant in candidates if not record.has_seen(mutant)]
+    one module (one baseline to run); None, having said why, when more are new than --most.
+
+    A module never run in full has no record to tell its new mutants by: until its full run is
+    recorded, CI runs a sample of its mutants (--sample of them, chosen by HEAD's commit), as it did
+    of every module before there were records, and says so each time."""
+    unrecorded = sorted({mutant.target.path for mutant in candidates} - record.runs.keys())
+    recorded = [mutant for mutant in candidates if mutant.target.path in record.runs]
+    new = [mutant for mutant in recorded if not record.has_seen(mutant)]
     killed = [mutant for mutant in candidates if record.has_seen(mutant) and mutant.key not in accepted]
     chance = random.Random(args.seed if args.seed is not None else _head_seed())  # noqa: S311
     modules = sorted({mutant.target.path for mutant in killed})
     sampled_module = chance.choice(modules) if modules else None
     pool = [mutant for mutant in killed if mutant.target.path == sampled_module]
     sample = chance.sample(pool, min(args.sample, len(pool)))
+    for path in unrecorded:
+        of_module = [mutant for mutant in candidates if mutant.target.path == path]
+        sample += chance.sample(of_module, min(args.sample, len(of_module)))
     print(f"== the record ({args.record}): the last full run of each module")
     head = _git("rev-parse", "HEAD")
     new_by_module = Counter(mutant.target.path for mutant in new)
@@ -124,7 +133,7 @@ def _gate_choice(
     for target in targets:
         full = record.runs.get(target.path)
         if full is None:
-            when = "never run in full"
+            when = f"never run in full (record it: scripts/mutants --full --module {target.path})"
         else:
             when = f"{full.date}{f' at {full.commit[:10]}' if full.commit else ''}, {full.score:.1f}%"
             if head and full.commit:

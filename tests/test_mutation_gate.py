@@ -147,12 +147,31 @@ def test_the_sample_finds_a_survivor_a_weakened_test_lets_through_in_unchanged_c
 
 def test_a_record_far_behind_asks_for_a_full_run(tmp_path: Path) -> None:
     project = _shop(tmp_path, f"{SURVIVOR}\n{WHY}")
-    behind = _gate(project, "--most", "5")
+    assert _gate(project, "--full").returncode == 0
+    _add_a_coupon(project)
+    behind = _gate(project, "--most", "3")
     assert behind.returncode == 1, behind.stdout + behind.stderr
-    assert "shop/pricing.py                    never run in full; 8 new, 0 sampled" in behind.stdout
-    assert "The record is behind: 8 mutants are new to it, more than CI runs (--most 5)." in behind.stdout
+    assert "87.5%; 4 new, " in behind.stdout
+    assert "The record is behind: 4 mutants are new to it, more than CI runs (--most 3)." in behind.stdout
     assert "\n  scripts/mutants --full --module shop/pricing.py\n" in behind.stdout
     assert "== mutants" not in behind.stdout
+
+
+def test_a_module_never_run_in_full_is_sampled_and_says_so_until_it_is_recorded(tmp_path: Path) -> None:
+    """No record to tell its new mutants by: a sample, as CI ran before records; an unaccepted
+    survivor in it still fails."""
+    project = _shop(tmp_path, "# nothing accepted yet\n")
+    sampled = _gate(project, "--sample", "3")
+    assert (
+        "shop/pricing.py                    never run in full (record it: scripts/mutants --full --module "
+        "shop/pricing.py); 0 new, 3 sampled"
+    ) in sampled.stdout
+    assert "== mutants: 3 of 1 modules" in sampled.stdout
+    every_one = _gate(project, "--sample", "8")
+    assert every_one.returncode == 1, every_one.stdout + every_one.stderr
+    assert f"Survivors not in {project / 'accepted.txt'} " in every_one.stdout
+    assert f"\n{SURVIVOR}\n" in every_one.stdout
+    assert not (project / "record.json").exists()  # CI records nothing: only a passing full run does
 
 
 def test_an_accepted_mutant_of_code_that_is_gone_fails_even_a_sample(tmp_path: Path) -> None:
