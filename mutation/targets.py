@@ -150,6 +150,7 @@ TARGETS = (
             "tests/test_api_versions.py::test_a_group_named_in_the_call_wins_over_census_group_id",
             "tests/test_api_versions.py::test_the_apps_sorted_view_filters_by_group",
             "tests/test_app.py::test_the_app_only_sort_orders_every_match_before_paging",
+            "tests/test_app.py::test_the_app_only_sort_takes_the_name_filter_refresh_and_an_ascending_default",
         ),
     ),
     Target(
