@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from tests.test_stdio import _environment
 
 pytestmark = pytest.mark.anyio
 REDIS_AWAY = "The shared cache (Redis) cannot be reached"
+REDIS_BACK = "The shared cache (Redis) answers again."
 POSTGRES = {"hostname": "db.internal", "port": 5432, "user": "census", "password": "pw", "database": "dw"}
 
 
@@ -182,8 +183,11 @@ async def test_redis_going_away_fails_no_call(
         redis_server.stop()
         with caplog.at_level(logging.WARNING):
             for _ in range(5):
+                asked = datetime.now(UTC)
                 listed = await census.list_sources()
                 assert listed.value.total == len(sandbox.workspace.sources)
+                assert not listed.from_cache  # read from Census, and said so
+                assert listed.fetched_at >= asked
             await census.update_source(3, {"label": "Still writable"})
             assert (await census.list_sources()).value.items
     warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
@@ -231,9 +235,10 @@ async def test_a_near_copy_lives_no_longer_than_the_window_since_census_was_read
         within = await census.list_sources()
         assert within.from_cache
         assert _list_reads(sandbox) == 1
-        # The window ends: Redis lets the list go (as its own expiry would at this moment).
+        # The window ends: Redis lets the list go (as its own expiry would at this moment), and
+        # keeps the workspace's generation, so that only the list's age sends the worker to Redis.
         kept = Redis.from_url(redis_server.url)
-        kept.flushdb()
+        kept.delete(*kept.keys("census-mcp:lists:*:*:*:*"))
         kept.close()
         wall[0] = read_at + 31
         after = await census.list_sources()
@@ -539,7 +544,8 @@ def _first_label(fetched: Fetched[Listing[Source]]) -> str | None:
 
 async def test_no_window_or_no_codec_keeps_lists_out_of_redis(redis_server: RedisServer) -> None:
     """A window of 0 caches nothing; a list with no codec to store it by stays in the worker's own
-    cache (refreshed when asked). Either way Redis holds nothing. A window of 1 s is still shared."""
+    cache (refreshed when asked, and cleared by a write). Either way Redis holds no list. A window of
+    1 s is still shared."""
     census = Census()
     uncached = _worker(redis_server, ttl=0)
     await uncached.get(KEY, census.fetch, refresh=False, codec=CODEC)
@@ -553,10 +559,13 @@ async def test_no_window_or_no_codec_keeps_lists_out_of_redis(redis_server: Redi
     assert census.reads == 4
     with _redis(redis_server) as kept:
         assert kept.dbsize() == 0
+    await own.clear(WORKSPACE)  # a write: the worker's own copy goes too
+    assert not (await own.get(KEY, census.fetch, refresh=False, codec=None)).from_cache
+    assert census.reads == 5
     short = [_worker(redis_server, ttl=1), _worker(redis_server, ttl=1)]
     await short[0].get(KEY, census.fetch, refresh=False, codec=CODEC)
     assert (await short[1].get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
-    assert census.reads == 5
+    assert census.reads == 6
     for cache in (uncached, own, *short):
         await cache.aclose()
 
@@ -765,11 +774,12 @@ async def test_redis_going_away_is_said_once_by_whichever_call_meets_it_first(
 
 
 async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_for_5(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Paused (SIGSTOP), Redis keeps its connections but answers nothing: the call waits 1 s for it,
     once, and reads Census; a write waits at most 1 s for Redis to take its announcement; Redis is
-    asked again 5 s later (by the worker's clock)."""
+    asked again 5 s later (by the worker's clock). Each going away and coming back is said once."""
+    caplog.set_level(logging.WARNING)
     census = Census()
     clock = [0.0]
     worker = _worker(redis_server, clock=lambda: clock[0])
@@ -790,6 +800,7 @@ async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_fo
             break
         await anyio.sleep(0.02)
     assert not worker._unannounced
+    assert _warnings(caplog) == [REDIS_AWAY, REDIS_BACK]  # the announcement taken says so
     before = _gets(redis_server)
     clock[0] = 4.9
     await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
@@ -797,7 +808,25 @@ async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_fo
     clock[0] = 5.0
     await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
     assert _gets(redis_server) > before
+    # Away again, with no write to announce: the first call Redis answers says it is back.
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await worker.get(KEY, census.fetch, refresh=True, codec=CODEC)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    clock[0] = 10.0
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert _warnings(caplog) == [REDIS_AWAY, REDIS_BACK, REDIS_AWAY, REDIS_BACK]
     await worker.aclose()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The shared cache's warnings so far; that it went away cut to the words that say so."""
+    return [
+        REDIS_AWAY if record.message.startswith(REDIS_AWAY) else record.message
+        for record in caplog.records
+        if record.name == "census_mcp.census.shared_cache"
+    ]
 
 
 async def test_a_redis_host_that_never_answers_a_connection_costs_a_call_one_second() -> None:
