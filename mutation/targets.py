@@ -213,6 +213,10 @@ TARGETS = (
                     "test_redis_going_away_is_said_once_by_whichever_call_meets_it_first",
                     "test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_for_5",
                     "test_a_redis_host_that_never_answers_a_connection_costs_a_call_one_second",
+                    "test_a_generation_that_is_not_text_still_names_where_lists_are_kept",
+                    "test_writes_at_once_are_each_announced_and_none_fails",
+                    "test_a_write_not_yet_announced_keeps_its_worker_from_redis_lists",
+                    "test_a_workers_background_work_is_let_go_once_done_and_stopped_on_closing",
                 )
             ),
             f"{_CACHE}::test_a_listing_travels_to_a_shared_cache_and_back_unchanged",

@@ -4,6 +4,7 @@ restarted across it, and Redis going away fails no call."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -321,6 +322,14 @@ async def test_a_redis_that_comes_back_with_its_lists_serves_them_until_the_writ
             redis_server.restart()
             back = time.monotonic()
             while _label(await two.list_sources(), 2) != "Written while Redis was down":
+                assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
+                await anyio.sleep(0.05)
+            # Again: every write Redis could not take is tried again, not only the first.
+            redis_server.stop()
+            await one.update_source(2, {"label": "Written while Redis was down again"})
+            redis_server.restart()
+            back = time.monotonic()
+            while _label(await two.list_sources(), 2) != "Written while Redis was down again":
                 assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
                 await anyio.sleep(0.05)
         for cache in (writer, other):
@@ -818,6 +827,95 @@ async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_fo
     await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
     assert _warnings(caplog) == [REDIS_AWAY, REDIS_BACK, REDIS_AWAY, REDIS_BACK]
     await worker.aclose()
+
+
+async def test_a_generation_that_is_not_text_still_names_where_lists_are_kept(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is shared: whatever another program put under a workspace's generation, lists are still
+    kept and shared under it, and no call fails for it."""
+    with _redis(redis_server) as kept:
+        kept.set(_generation_key(WORKSPACE), b"\xff\xfe")
+    census = Census()
+    first, second = _worker(redis_server), _worker(redis_server)
+    await first.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert (await second.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    assert census.reads == 1
+    for cache in (first, second):
+        await cache.aclose()
+
+
+async def test_writes_at_once_are_each_announced_and_none_fails(redis_server: RedisServer) -> None:
+    """Three writes through one worker at once: each waits on the others' announcements, none fails,
+    and another worker's next list is read afresh."""
+    census = Census()
+    writer, reader = _worker(redis_server), _worker(redis_server)
+    await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    async with anyio.create_task_group() as writes:
+        for _ in range(3):
+            writes.start_soon(writer.clear, WORKSPACE)
+    assert not writer._unannounced
+    assert not (await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    with _redis(redis_server) as kept:
+        # The reader's two connections, this look, and the writer's one for its announcements,
+        # which they took turns on.
+        assert kept.info("clients")["connected_clients"] == 4
+    for cache in (writer, reader):
+        await cache.aclose()
+
+
+async def test_a_write_not_yet_announced_keeps_its_worker_from_redis_lists(redis_server: RedisServer) -> None:
+    """Redis holding back writes (CLIENT PAUSE WRITE) yet answering reads: the announcement waits,
+    and meanwhile the worker that wrote reads Census, not the list Redis still holds."""
+    census = Census(label="before")
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    census.label = "after"
+    with _redis(redis_server) as admin:
+        admin.client_pause(3000, all=False)
+        try:
+            await worker.clear(WORKSPACE)
+            assert worker._unannounced
+            mine = await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+        finally:
+            admin.client_unpause()
+    assert (_first_label(mine), mine.from_cache) == ("after", False)
+    await worker.aclose()
+
+
+async def test_a_workers_background_work_is_let_go_once_done_and_stopped_on_closing(
+    redis_server: RedisServer,
+) -> None:
+    """Each write's announcement runs in the background: held until done (asyncio keeps only a weak
+    reference to a task), then let go; one Redis has not taken is stopped when the worker closes."""
+    census = Census()
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    for _ in range(3):
+        await worker.clear(WORKSPACE)
+    for _ in range(250):
+        if not worker._background:
+            break
+        await anyio.sleep(0.02)
+    assert not worker._background
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await worker.clear(WORKSPACE)  # not taken within its second: waiting, and tried again later
+        assert _announcing()
+        await worker.aclose()
+        await anyio.sleep(0.1)
+        assert _announcing() == []
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+
+def _announcing() -> list[str]:
+    """The shared cache's background work still running."""
+    return [
+        name
+        for task in asyncio.all_tasks()
+        if not task.done() and (name := task.get_coro().__qualname__).startswith("SharedListCache.")
+    ]
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
