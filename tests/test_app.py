@@ -351,6 +351,31 @@ async def test_the_app_only_sort_orders_every_match_before_paging(
     assert sum(request.path.endswith("/sources") for request in sandbox.workspace.requests) <= 2
 
 
+async def test_the_app_only_sort_takes_the_name_filter_refresh_and_an_ascending_default(
+    sandbox: Sandbox,
+) -> None:
+    """list_sources_sorted narrows by name as list_sources does, reads Census again when asked to,
+    and says, as it does, that it sorts A-Z unless told otherwise."""
+    async with Client(build_server(sandbox.settings()), extensions=[APPS]) as app:
+        [tool] = [tool for tool in (await app.list_tools()).tools if tool.name == "list_sources_sorted"]
+        assert tool.input_schema["properties"]["order"]["default"] == "asc"
+        arguments = {"sort_by": "name", "name_contains": "PROD", "limit": 100}
+        page = (await call_ok(app, "list_sources_sorted", arguments)).structured_content
+        assert page is not None
+        named = [
+            s
+            for s in sandbox.workspace.sources.values()
+            if "prod" in f"{s['name']} {s['label'] or ''}".casefold()
+        ]
+        assert 0 < page["total"] == len(named) < len(sandbox.workspace.sources)
+        assert [source["id"] for source in page["sources"]] == [s["id"] for s in sorted(named, key=_by_name)]
+        reads = sum(request.path.endswith("/sources") for request in sandbox.workspace.requests)
+        await call_ok(app, "list_sources_sorted", arguments)
+        assert sum(request.path.endswith("/sources") for request in sandbox.workspace.requests) == reads
+        await call_ok(app, "list_sources_sorted", arguments | {"refresh": True})
+        assert sum(request.path.endswith("/sources") for request in sandbox.workspace.requests) > reads
+
+
 # What the app offers
 
 

@@ -141,7 +141,12 @@ def test_a_write_refused_for_want_of_the_write_scope_is_audited(sandbox: Sandbox
         assert answer.status_code == 403
         assert _post(url, token, "get_source", {"source_id": 2}).status_code == 200  # a read: not audited
     [line] = _lines(audit)
-    assert (line["tool"], line["outcome"], line["source_id"]) == ("delete_source", "refused", 2)
+    assert (line["event"], line["tool"], line["outcome"], line["source_id"]) == (
+        "census_write",
+        "delete_source",
+        "refused",
+        2,
+    )
     assert line["principal"] == {"kind": "oauth", "sub": issuer.subject, "client_id": "cursor"}
     assert token not in audit.read_text()
     assert 2 in sandbox.workspace.sources
@@ -197,6 +202,33 @@ async def test_without_an_audit_log_the_lines_go_to_stderr(
         await _writes(client, sandbox)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"census_write"' in line]
     _check(lines, {"kind": "local"}, [PASSWORD, sandbox.token], json.dumps(lines))
+
+
+async def test_a_secret_pasted_into_a_label_is_scrubbed_on_stderr_too(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Client(build_server(sandbox.settings(audit_log=None))) as client:
+        arguments = {
+            "type": "postgres",
+            "credentials": POSTGRES,
+            "label": f"pasted {sandbox.token} by mistake",
+        }
+        await call_ok(client, "create_source", arguments)
+    written = capsys.readouterr().err
+    [line] = [json.loads(line) for line in written.splitlines() if '"census_write"' in line]
+    assert line["label"].startswith("pasted ")
+    assert sandbox.token not in written
+
+
+async def test_a_one_off_call_writes_no_audit_line(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`census-mcp call` without --audit-log prints only its result: the write is made, and told nowhere."""
+    async with Client(build_server(sandbox.settings(audit_log=None), audit_to_stderr=False)) as client:
+        arguments = {"type": "postgres", "credentials": POSTGRES, "label": "Told nowhere"}
+        await call_ok(client, "create_source", arguments)
+    assert '"census_write"' not in capsys.readouterr().err
+    assert [source["label"] for source in sandbox.workspace.sources.values()].count("Told nowhere") == 1
 
 
 async def test_a_line_holds_what_was_written_as_text_cut_short_and_never_a_secret(

@@ -4,6 +4,7 @@ restarted across it, and Redis going away fails no call."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from tests.test_stdio import _environment
 
 pytestmark = pytest.mark.anyio
 REDIS_AWAY = "The shared cache (Redis) cannot be reached"
+REDIS_BACK = "The shared cache (Redis) answers again."
 POSTGRES = {"hostname": "db.internal", "port": 5432, "user": "census", "password": "pw", "database": "dw"}
 
 
@@ -182,8 +184,11 @@ async def test_redis_going_away_fails_no_call(
         redis_server.stop()
         with caplog.at_level(logging.WARNING):
             for _ in range(5):
+                asked = datetime.now(UTC)
                 listed = await census.list_sources()
                 assert listed.value.total == len(sandbox.workspace.sources)
+                assert not listed.from_cache  # read from Census, and said so
+                assert listed.fetched_at >= asked
             await census.update_source(3, {"label": "Still writable"})
             assert (await census.list_sources()).value.items
     warnings = [record for record in caplog.records if REDIS_AWAY in record.message]
@@ -231,15 +236,23 @@ async def test_a_near_copy_lives_no_longer_than_the_window_since_census_was_read
         within = await census.list_sources()
         assert within.from_cache
         assert _list_reads(sandbox) == 1
-        # The window ends: Redis lets the list go (as its own expiry would at this moment).
+        # The window ends: Redis lets the list go (as its own expiry would at this moment), and
+        # keeps the workspace's generation, so that only the list's age sends the worker to Redis.
         kept = Redis.from_url(redis_server.url)
-        kept.flushdb()
+        kept.delete(*kept.keys("census-mcp:lists:*:*:*:*"))
         kept.close()
         wall[0] = read_at + 31
         after = await census.list_sources()
-    assert not after.from_cache
-    assert _list_reads(sandbox) == 2
-    assert next(source for source in after.value.items if source.id == 2).name == "Renamed after the read"
+        assert not after.from_cache
+        assert _list_reads(sandbox) == 2
+        assert next(source for source in after.value.items if source.id == 2).name == "Renamed after the read"
+        # Redis restarted empty: a new generation, under which nothing kept before is found.
+        kept = Redis.from_url(redis_server.url)
+        kept.flushdb()
+        kept.close()
+        wall[0] = after.fetched_at.timestamp() + 31
+        assert not (await census.list_sources()).from_cache
+        assert _list_reads(sandbox) == 3
     await cache.aclose()
 
 
@@ -316,6 +329,14 @@ async def test_a_redis_that_comes_back_with_its_lists_serves_them_until_the_writ
             redis_server.restart()
             back = time.monotonic()
             while _label(await two.list_sources(), 2) != "Written while Redis was down":
+                assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
+                await anyio.sleep(0.05)
+            # Again: every write Redis could not take is tried again, not only the first.
+            redis_server.stop()
+            await one.update_source(2, {"label": "Written while Redis was down again"})
+            redis_server.restart()
+            back = time.monotonic()
+            while _label(await two.list_sources(), 2) != "Written while Redis was down again":
                 assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
                 await anyio.sleep(0.05)
         for cache in (writer, other):
@@ -539,7 +560,8 @@ def _first_label(fetched: Fetched[Listing[Source]]) -> str | None:
 
 async def test_no_window_or_no_codec_keeps_lists_out_of_redis(redis_server: RedisServer) -> None:
     """A window of 0 caches nothing; a list with no codec to store it by stays in the worker's own
-    cache (refreshed when asked). Either way Redis holds nothing. A window of 1 s is still shared."""
+    cache (refreshed when asked, and cleared by a write). Either way Redis holds no list. A window of
+    1 s is still shared."""
     census = Census()
     uncached = _worker(redis_server, ttl=0)
     await uncached.get(KEY, census.fetch, refresh=False, codec=CODEC)
@@ -553,10 +575,13 @@ async def test_no_window_or_no_codec_keeps_lists_out_of_redis(redis_server: Redi
     assert census.reads == 4
     with _redis(redis_server) as kept:
         assert kept.dbsize() == 0
+    await own.clear(WORKSPACE)  # a write: the worker's own copy goes too
+    assert not (await own.get(KEY, census.fetch, refresh=False, codec=None)).from_cache
+    assert census.reads == 5
     short = [_worker(redis_server, ttl=1), _worker(redis_server, ttl=1)]
     await short[0].get(KEY, census.fetch, refresh=False, codec=CODEC)
     assert (await short[1].get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
-    assert census.reads == 5
+    assert census.reads == 6
     for cache in (uncached, own, *short):
         await cache.aclose()
 
@@ -765,11 +790,12 @@ async def test_redis_going_away_is_said_once_by_whichever_call_meets_it_first(
 
 
 async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_for_5(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Paused (SIGSTOP), Redis keeps its connections but answers nothing: the call waits 1 s for it,
     once, and reads Census; a write waits at most 1 s for Redis to take its announcement; Redis is
-    asked again 5 s later (by the worker's clock)."""
+    asked again 5 s later (by the worker's clock). Each going away and coming back is said once."""
+    caplog.set_level(logging.WARNING)
     census = Census()
     clock = [0.0]
     worker = _worker(redis_server, clock=lambda: clock[0])
@@ -790,6 +816,7 @@ async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_fo
             break
         await anyio.sleep(0.02)
     assert not worker._unannounced
+    assert _warnings(caplog) == [REDIS_AWAY, REDIS_BACK]  # the announcement taken says so
     before = _gets(redis_server)
     clock[0] = 4.9
     await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
@@ -797,7 +824,114 @@ async def test_a_redis_that_stops_answering_costs_a_call_one_second_then_none_fo
     clock[0] = 5.0
     await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
     assert _gets(redis_server) > before
+    # Away again, with no write to announce: the first call Redis answers says it is back.
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await worker.get(KEY, census.fetch, refresh=True, codec=CODEC)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    clock[0] = 10.0
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert _warnings(caplog) == [REDIS_AWAY, REDIS_BACK, REDIS_AWAY, REDIS_BACK]
     await worker.aclose()
+
+
+async def test_a_generation_that_is_not_text_still_names_where_lists_are_kept(
+    redis_server: RedisServer,
+) -> None:
+    """Redis is shared: whatever another program put under a workspace's generation, lists are still
+    kept and shared under it, and no call fails for it."""
+    with _redis(redis_server) as kept:
+        kept.set(_generation_key(WORKSPACE), b"\xff\xfe")
+    census = Census()
+    first, second = _worker(redis_server), _worker(redis_server)
+    await first.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    assert (await second.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    assert census.reads == 1
+    for cache in (first, second):
+        await cache.aclose()
+
+
+async def test_writes_at_once_are_each_announced_and_none_fails(redis_server: RedisServer) -> None:
+    """Three writes through one worker at once: each waits on the others' announcements, none fails,
+    and another worker's next list is read afresh."""
+    census = Census()
+    writer, reader = _worker(redis_server), _worker(redis_server)
+    await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    async with anyio.create_task_group() as writes:
+        for _ in range(3):
+            writes.start_soon(writer.clear, WORKSPACE)
+    assert not writer._unannounced
+    assert not (await reader.get(KEY, census.fetch, refresh=False, codec=CODEC)).from_cache
+    with _redis(redis_server) as kept:
+        # The reader's two connections, this look, and the writer's one for its announcements,
+        # which they took turns on.
+        assert kept.info("clients")["connected_clients"] == 4
+    for cache in (writer, reader):
+        await cache.aclose()
+
+
+async def test_a_write_not_yet_announced_keeps_its_worker_from_redis_lists(redis_server: RedisServer) -> None:
+    """Redis holding back writes (CLIENT PAUSE WRITE) yet answering reads: the announcement waits,
+    and meanwhile the worker that wrote reads Census, not the list Redis still holds."""
+    census = Census(label="before")
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    census.label = "after"
+    with _redis(redis_server) as admin:
+        admin.client_pause(3000, all=False)
+        try:
+            await worker.clear(WORKSPACE)
+            assert worker._unannounced
+            mine = await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+        finally:
+            admin.client_unpause()
+    assert (_first_label(mine), mine.from_cache) == ("after", False)
+    await worker.aclose()
+
+
+async def test_a_workers_background_work_is_let_go_once_done_and_stopped_on_closing(
+    redis_server: RedisServer,
+) -> None:
+    """Each write's announcement runs in the background: held until done (asyncio keeps only a weak
+    reference to a task), then let go; one Redis has not taken is stopped when the worker closes."""
+    census = Census()
+    worker = _worker(redis_server)
+    await worker.get(KEY, census.fetch, refresh=False, codec=CODEC)
+    for _ in range(3):
+        await worker.clear(WORKSPACE)
+    for _ in range(250):
+        if not worker._background:
+            break
+        await anyio.sleep(0.02)
+    assert not worker._background
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        await worker.clear(WORKSPACE)  # not taken within its second: waiting, and tried again later
+        assert _announcing()
+        await worker.aclose()
+        await anyio.sleep(0.1)
+        assert _announcing() == []
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+
+
+def _announcing() -> list[str]:
+    """The shared cache's background work still running."""
+    return [
+        name
+        for task in asyncio.all_tasks()
+        if not task.done() and (name := task.get_coro().__qualname__).startswith("SharedListCache.")
+    ]
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The shared cache's warnings so far; that it went away cut to the words that say so."""
+    return [
+        REDIS_AWAY if record.message.startswith(REDIS_AWAY) else record.message
+        for record in caplog.records
+        if record.name == "census_mcp.census.shared_cache"
+    ]
 
 
 async def test_a_redis_host_that_never_answers_a_connection_costs_a_call_one_second() -> None:
