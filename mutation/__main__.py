@@ -101,6 +101,10 @@ def _mutants(targets: Sequence[Target], jobs: int) -> list[Mutant]:
         return [mutant for mutants in pool.map(mutants_of, targets) for mutant in mutants]
 
 
+# The seed of the sample CI ran before there were records (scripts/mutants --sample 200 --seed 14).
+_UNRECORDED_SEED = 14
+
+
 def _gate_choice(
     candidates: list[Mutant],
     targets: Sequence[Target],
@@ -112,8 +116,9 @@ def _gate_choice(
     one module (one baseline to run); None, having said why, when more are new than --most.
 
     A module never run in full has no record to tell its new mutants by: until its full run is
-    recorded, CI runs a sample of its mutants (--sample of them, chosen by HEAD's commit), as it did
-    of every module before there were records, and says so each time."""
+    recorded, CI runs a fixed sample of its mutants (--sample of them, by seed 14 unless --seed), as
+    it did of every module before there were records, and says so each time. Fixed, so that its
+    survivors can be reviewed once rather than met anew at each commit."""
     unrecorded = sorted({mutant.target.path for mutant in candidates} - record.runs.keys())
     recorded = [mutant for mutant in candidates if mutant.target.path in record.runs]
     new = [mutant for mutant in recorded if not record.has_seen(mutant)]
@@ -123,9 +128,10 @@ def _gate_choice(
     sampled_module = chance.choice(modules) if modules else None
     pool = [mutant for mutant in killed if mutant.target.path == sampled_module]
     sample = chance.sample(pool, min(args.sample, len(pool)))
+    fixed = random.Random(args.seed if args.seed is not None else _UNRECORDED_SEED)  # noqa: S311
     for path in unrecorded:
         of_module = [mutant for mutant in candidates if mutant.target.path == path]
-        sample += chance.sample(of_module, min(args.sample, len(of_module)))
+        sample += fixed.sample(of_module, min(args.sample, len(of_module)))
     print(f"== the record ({args.record}): the last full run of each module")
     head = _git("rev-parse", "HEAD")
     new_by_module = Counter(mutant.target.path for mutant in new)
