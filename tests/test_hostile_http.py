@@ -628,7 +628,9 @@ def test_heads_a_proxy_might_read_otherwise_are_refused_and_closed(
     follower = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     answer = _answer_to(served.port, request_.encode() + follower)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
-    assert reason.encode() in answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/json\r\n" in head.lower()
+    assert json.loads(body) == {"error": "invalid_request", "error_description": reason}
     assert answer.count(b"HTTP/1.1 ") == 1
     served.still_serves()
 

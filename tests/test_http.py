@@ -350,6 +350,8 @@ async def test_a_plain_get_of_mcp_is_refused_at_once_not_left_hanging(sandbox: S
         assert answer.status_code == 405
         assert answer.headers["allow"] == "POST"
         assert answer.headers["content-type"].startswith("application/json")
+        refused = {"error": "method_not_allowed", "error_description": "POST MCP messages to /mcp."}
+        assert answer.json() == refused
 
 
 def test_serving_on_a_busy_port_says_so_in_one_line_and_never_claims_to_serve() -> None:
