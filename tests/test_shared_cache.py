@@ -324,21 +324,15 @@ async def test_a_redis_that_comes_back_with_its_lists_serves_them_until_the_writ
         async with sandbox.census(cache=writer) as one, sandbox.census(cache=other) as two:
             await one.list_sources()
             assert (await two.list_sources()).from_cache
-            redis_server.stop()
-            await one.update_source(2, {"label": "Written while Redis was down"})
-            redis_server.restart()
-            back = time.monotonic()
-            while _label(await two.list_sources(), 2) != "Written while Redis was down":
-                assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
-                await anyio.sleep(0.05)
-            # Again: every write Redis could not take is tried again, not only the first.
-            redis_server.stop()
-            await one.update_source(2, {"label": "Written while Redis was down again"})
-            redis_server.restart()
-            back = time.monotonic()
-            while _label(await two.list_sources(), 2) != "Written while Redis was down again":
-                assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
-                await anyio.sleep(0.05)
+            # Twice: every write Redis could not take is tried again, not only the first.
+            for written in ("Written while Redis was down", "Written while Redis was down again"):
+                redis_server.stop()
+                await one.update_source(2, {"label": written})
+                redis_server.restart()
+                back = time.monotonic()
+                while _label(await two.list_sources(), 2) != written:
+                    assert time.monotonic() - back < ANNOUNCE_RETRY_SECONDS + 0.5
+                    await anyio.sleep(0.05)
         for cache in (writer, other):
             await cache.aclose()
 
