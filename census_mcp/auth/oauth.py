@@ -417,9 +417,9 @@ class TokenKindVerifier(TokenVerifier):
 
 
 def _is_jwt(token: str) -> bool:
-    """Whether a token is shaped as a signed JWT: three dot-separated parts, the first a JSON header
-    (measured before it is decoded)."""
-    if token.count(".") != 2 or len(token.partition(".")[0]) > _MAX_JWT_HEADER_CHARS:
+    """Whether a token is shaped as a signed JWT: three dot-separated parts of sizes worth decoding,
+    the first a JSON header."""
+    if not _fits(token):
         return False
     try:
         jwt.get_unverified_header(token)
